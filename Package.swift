@@ -1,0 +1,45 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Hot numeric loops live in C (CKernels) and are always built optimized, so debug builds
+// and `swift test` run the real model at usable speed.
+let kernelFlags: [CSetting] = [.unsafeFlags(["-O3", "-mavx2", "-mfma", "-mf16c", "-ffp-contract=fast"])]
+let swiftFast: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+
+let package = Package(
+    name: "AnchorKV",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "anchorkv", targets: ["anchorkv"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // System libraries (pkg-config names fixed by the platform notes).
+        .systemLibrary(name: "CRocksDB", pkgConfig: "rocksdb", providers: [.apt(["librocksdb-dev"])]),
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CLZ4", pkgConfig: "liblz4", providers: [.apt(["liblz4-dev"])]),
+
+        // Numeric kernels in C: dequantization, quantized dot products, fp16/bf16, norms, RoPE.
+        .target(name: "CKernels", cSettings: kernelFlags),
+        // Dense tensor ops over BLAS and CKernels; knows nothing of models or files.
+        .target(name: "Tensor", dependencies: ["COpenBLAS", "CKernels"], swiftSettings: swiftFast),
+        // GGUF and safetensors readers; knows nothing of model architectures.
+        .target(name: "ModelFormats", dependencies: ["CKernels"], swiftSettings: swiftFast),
+        // Byte-level BPE tokenizer; knows nothing of models.
+        .target(name: "Tokenizer", swiftSettings: swiftFast),
+        // Llama-family model: config, weights, forward pass, KV cache, LoRA hooks, sampling.
+        .target(name: "LLM", dependencies: ["Tensor", "ModelFormats", "Tokenizer"], swiftSettings: swiftFast),
+        .executableTarget(
+            name: "anchorkv",
+            dependencies: ["LLM", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: swiftFast),
+
+        .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
+        .testTarget(name: "ModelFormatsTests", dependencies: ["ModelFormats"], resources: [.copy("Goldens")]),
+        .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "LLM"], resources: [.copy("Goldens")]),
+        .testTarget(name: "LLMTests", dependencies: ["LLM"], resources: [.copy("Goldens")]),
+        .testTarget(name: "SystemLibrariesTests", dependencies: ["CRocksDB", "CLZ4", "COpenBLAS"]),
+    ]
+)

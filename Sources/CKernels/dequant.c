@@ -1,0 +1,1 @@
+#include "akv_dequant.h"

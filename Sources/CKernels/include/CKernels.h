@@ -1,0 +1,4 @@
+// Umbrella header of the C numeric kernels.
+#pragma once
+#include "akv_kernels.h"
+#include "akv_dequant.h"
