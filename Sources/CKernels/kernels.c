@@ -1,1 +1,206 @@
 #include "akv_kernels.h"
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+void akv_rmsnorm_rows(const float *x, const float *w, float *out, int64_t rows, int64_t n, float eps) {
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * n;
+        float *o = out + r * n;
+        double ss = 0.0;
+        for (int64_t i = 0; i < n; i++) ss += (double)xr[i] * xr[i];
+        float scale = (float)(1.0 / sqrt(ss / (double)n + (double)eps));
+        for (int64_t i = 0; i < n; i++) o[i] = xr[i] * scale * w[i];
+    }
+}
+
+void akv_rope_table(const int32_t *pos, int64_t rows, const double *inv_freq, int64_t half,
+                    float *cos_out, float *sin_out) {
+    for (int64_t r = 0; r < rows; r++) {
+        for (int64_t i = 0; i < half; i++) {
+            double a = (double)pos[r] * inv_freq[i];
+            cos_out[r * half + i] = (float)cos(a);
+            sin_out[r * half + i] = (float)sin(a);
+        }
+    }
+}
+
+void akv_rope_apply(float *x, int64_t rows, int64_t ld, int64_t heads, int64_t head_dim,
+                    const float *cos_t, const float *sin_t, float sign) {
+    int64_t half = head_dim / 2;
+    for (int64_t r = 0; r < rows; r++) {
+        const float *c = cos_t + r * half;
+        const float *s = sin_t + r * half;
+        for (int64_t h = 0; h < heads; h++) {
+            float *v = x + r * ld + h * head_dim;
+            for (int64_t i = 0; i < half; i++) {
+                float a = v[i], b = v[i + half];
+                float si = sign * s[i];
+                v[i] = a * c[i] - b * si;
+                v[i + half] = b * c[i] + a * si;
+            }
+        }
+    }
+}
+
+void akv_silu_mul(float *gate, const float *up, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        float g = gate[i];
+        gate[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+void akv_softmax_prefix(float *x, int64_t n, int64_t width) {
+    float m = -INFINITY;
+    for (int64_t i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; i++) { float e = expf(x[i] - m); x[i] = e; sum += e; }
+    float inv = (float)(1.0 / sum);
+    for (int64_t i = 0; i < n; i++) x[i] *= inv;
+    for (int64_t i = n; i < width; i++) x[i] = 0.0f;
+}
+
+static inline float hsum256(__m256 v) {
+    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+    lo = _mm_add_ps(lo, hi);
+    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+    return _mm_cvtss_f32(lo);
+}
+
+static inline float f16_load(const uint8_t *p) {
+    uint16_t h; memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
+// Q4_1 block: f16 d, f16 m, 16 bytes; element j (<16) = low nibble of qs[j], j+16 = high nibble.
+static float dot_q4_1_row(const uint8_t *row, const float *x, int64_t nblocks) {
+    __m256 acc_q = _mm256_setzero_ps();
+    float acc_m = 0.0f;
+    const __m128i mask = _mm_set1_epi8(0x0f);
+    for (int64_t b = 0; b < nblocks; b++) {
+        const uint8_t *blk = row + b * 20;
+        float d = f16_load(blk), m = f16_load(blk + 2);
+        __m128i qs = _mm_loadu_si128((const __m128i *)(blk + 4));
+        __m128i lo = _mm_and_si128(qs, mask);
+        __m128i hi = _mm_and_si128(_mm_srli_epi16(qs, 4), mask);
+        const float *xb = x + b * 32;
+        __m256 x0 = _mm256_loadu_ps(xb), x1 = _mm256_loadu_ps(xb + 8);
+        __m256 x2 = _mm256_loadu_ps(xb + 16), x3 = _mm256_loadu_ps(xb + 24);
+        __m256 q0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo));
+        __m256 q1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8)));
+        __m256 q2 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi));
+        __m256 q3 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8)));
+        __m256 s = _mm256_mul_ps(q0, x0);
+        s = _mm256_fmadd_ps(q1, x1, s);
+        s = _mm256_fmadd_ps(q2, x2, s);
+        s = _mm256_fmadd_ps(q3, x3, s);
+        acc_q = _mm256_fmadd_ps(_mm256_set1_ps(d), s, acc_q);
+        if (m != 0.0f) {
+            __m256 xs = _mm256_add_ps(_mm256_add_ps(x0, x1), _mm256_add_ps(x2, x3));
+            acc_m += m * hsum256(xs);
+        }
+    }
+    return hsum256(acc_q) + acc_m;
+}
+
+// Q4_0 block: f16 d, 16 bytes; value = d * (nibble - 8).
+static float dot_q4_0_row(const uint8_t *row, const float *x, int64_t nblocks) {
+    __m256 acc = _mm256_setzero_ps();
+    const __m128i mask = _mm_set1_epi8(0x0f);
+    const __m256 eight = _mm256_set1_ps(8.0f);
+    for (int64_t b = 0; b < nblocks; b++) {
+        const uint8_t *blk = row + b * 18;
+        float d = f16_load(blk);
+        __m128i qs = _mm_loadu_si128((const __m128i *)(blk + 2));
+        __m128i lo = _mm_and_si128(qs, mask);
+        __m128i hi = _mm_and_si128(_mm_srli_epi16(qs, 4), mask);
+        const float *xb = x + b * 32;
+        __m256 q0 = _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo)), eight);
+        __m256 q1 = _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8))), eight);
+        __m256 q2 = _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi)), eight);
+        __m256 q3 = _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8))), eight);
+        __m256 s = _mm256_mul_ps(q0, _mm256_loadu_ps(xb));
+        s = _mm256_fmadd_ps(q1, _mm256_loadu_ps(xb + 8), s);
+        s = _mm256_fmadd_ps(q2, _mm256_loadu_ps(xb + 16), s);
+        s = _mm256_fmadd_ps(q3, _mm256_loadu_ps(xb + 24), s);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), s, acc);
+    }
+    return hsum256(acc);
+}
+
+// Q8_0 block: f16 d, 32 int8.
+static float dot_q8_0_row(const uint8_t *row, const float *x, int64_t nblocks) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nblocks; b++) {
+        const uint8_t *blk = row + b * 34;
+        float d = f16_load(blk);
+        __m128i qa = _mm_loadu_si128((const __m128i *)(blk + 2));
+        __m128i qb = _mm_loadu_si128((const __m128i *)(blk + 18));
+        const float *xb = x + b * 32;
+        __m256 q0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(qa));
+        __m256 q1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(qa, 8)));
+        __m256 q2 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(qb));
+        __m256 q3 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(qb, 8)));
+        __m256 s = _mm256_mul_ps(q0, _mm256_loadu_ps(xb));
+        s = _mm256_fmadd_ps(q1, _mm256_loadu_ps(xb + 8), s);
+        s = _mm256_fmadd_ps(q2, _mm256_loadu_ps(xb + 16), s);
+        s = _mm256_fmadd_ps(q3, _mm256_loadu_ps(xb + 24), s);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), s, acc);
+    }
+    return hsum256(acc);
+}
+
+int akv_gemv_quant(uint32_t ggml_type, const void *w, int64_t row_bytes, const float *x, float *y,
+                   int64_t cols, int64_t row_begin, int64_t row_end) {
+    if (cols % 32 != 0) return -1;
+    const uint8_t *base = (const uint8_t *)w;
+    int64_t nb = cols / 32;
+    switch (ggml_type) {
+    case 3: for (int64_t r = row_begin; r < row_end; r++) y[r] = dot_q4_1_row(base + r * row_bytes, x, nb); return 0;
+    case 2: for (int64_t r = row_begin; r < row_end; r++) y[r] = dot_q4_0_row(base + r * row_bytes, x, nb); return 0;
+    case 8: for (int64_t r = row_begin; r < row_end; r++) y[r] = dot_q8_0_row(base + r * row_bytes, x, nb); return 0;
+    default: return -1;
+    }
+}
+
+void akv_gemv_f32_rows(const float *w, int64_t ld, const float *x, float *y, int64_t cols,
+                       int64_t row_begin, int64_t row_end) {
+    for (int64_t r = row_begin; r < row_end; r++) {
+        const float *wr = w + r * ld;
+        __m256 acc = _mm256_setzero_ps();
+        int64_t i = 0;
+        for (; i + 8 <= cols; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(wr + i), _mm256_loadu_ps(x + i), acc);
+        float s = hsum256(acc);
+        for (; i < cols; i++) s += wr[i] * x[i];
+        y[r] = s;
+    }
+}
+
+void akv_attention_head_rows(const float *q, int64_t ldq, const float *k, const float *v, int64_t ldkv,
+                             float *out, int64_t ldo, int64_t head_dim, const int64_t *visible,
+                             int64_t row_begin, int64_t row_end, float scale, float *scratch) {
+    for (int64_t r = row_begin; r < row_end; r++) {
+        const float *qr = q + r * ldq;
+        int64_t n = visible[r];
+        for (int64_t j = 0; j < n; j++) {
+            const float *kj = k + j * ldkv;
+            __m256 acc = _mm256_setzero_ps();
+            int64_t i = 0;
+            for (; i + 8 <= head_dim; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(qr + i), _mm256_loadu_ps(kj + i), acc);
+            float s = hsum256(acc);
+            for (; i < head_dim; i++) s += qr[i] * kj[i];
+            scratch[j] = s * scale;
+        }
+        akv_softmax_prefix(scratch, n, n);
+        float *o = out + r * ldo;
+        for (int64_t i = 0; i < head_dim; i++) o[i] = 0.0f;
+        for (int64_t j = 0; j < n; j++) {
+            const float *vj = v + j * ldkv;
+            __m256 p = _mm256_set1_ps(scratch[j]);
+            int64_t i = 0;
+            for (; i + 8 <= head_dim; i += 8) _mm256_storeu_ps(o + i, _mm256_fmadd_ps(p, _mm256_loadu_ps(vj + i), _mm256_loadu_ps(o + i)));
+            for (; i < head_dim; i++) o[i] += scratch[j] * vj[i];
+        }
+    }
+}

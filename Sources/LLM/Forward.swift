@@ -1,0 +1,248 @@
+import CKernels
+import Foundation
+import Tensor
+
+public enum AttentionMask: Sendable {
+    /// Each new token sees the cached rows and the new tokens up to itself.
+    case causal
+    /// Every new token sees the cached rows and all new tokens (the SAC encoder).
+    case bidirectional
+}
+
+/// Which rows of the input get a final hidden state / logits.
+public enum OutputRows: Sendable, Equatable {
+    case none
+    case last
+    case all
+    case rows([Int])
+}
+
+public struct ForwardOptions: Sendable {
+    /// Position ids of the new tokens; default continues from the cache's nextPosition.
+    public var positions: [Int32]?
+    public var attention: AttentionMask = .causal
+    /// Vectors [hidden] added to the input embeddings of the given input rows, before layer 0.
+    public var embeddingAdditions: [(row: Int, vector: [Float])] = []
+    public var lora: LoRAWeights?
+    public var output: OutputRows = .last
+    /// Compute logits for the output rows (otherwise only final-norm hidden states).
+    public var computeLogits = true
+    /// Rows whose pre-RoPE keys and values are captured from every layer.
+    public var captureRows: [Int]?
+
+    public init(positions: [Int32]? = nil, attention: AttentionMask = .causal,
+                embeddingAdditions: [(row: Int, vector: [Float])] = [], lora: LoRAWeights? = nil,
+                output: OutputRows = .last, computeLogits: Bool = true, captureRows: [Int]? = nil) {
+        self.positions = positions
+        self.attention = attention
+        self.embeddingAdditions = embeddingAdditions
+        self.lora = lora
+        self.output = output
+        self.computeLogits = computeLogits
+        self.captureRows = captureRows
+    }
+}
+
+/// Pre-RoPE keys and values of captured rows for one layer: [rows, kvDim] each.
+public struct CapturedKV: Sendable {
+    public var keys: [Float]
+    public var values: [Float]
+}
+
+public struct ForwardResult: Sendable {
+    /// Input rows the outputs belong to, in order.
+    public var rows: [Int]
+    /// [rows.count, vocab] (empty when logits were not asked for).
+    public var logits: [Float]
+    /// Final-norm hidden states [rows.count, hidden].
+    public var hidden: [Float]
+    /// Per layer, for ForwardOptions.captureRows.
+    public var captured: [CapturedKV]
+}
+
+/// A model plus its KV cache and reusable run-state buffers. One session serves one sequence
+/// at a time; many sessions can share one LlamaModel.
+public final class InferenceSession: @unchecked Sendable {
+    public let model: LlamaModel
+    public let cache: KVCache
+    private var scratchRows = 0
+    private var x, h, q, attn, gate, up, loraTmp, ropeCos, ropeSin: FloatBuffer
+    private var scores: FloatBuffer
+
+    public init(model: LlamaModel, capacity: Int = 1024) {
+        self.model = model
+        let c = model.config
+        cache = KVCache(layerCount: c.layerCount, kvDim: c.kvDim, capacity: capacity)
+        x = FloatBuffer(count: 0); h = x; q = x; attn = x; gate = x; up = x; loraTmp = x; ropeCos = x; ropeSin = x; scores = x
+    }
+
+    private func ensureScratch(rows: Int, loraRank: Int) {
+        let c = model.config
+        if rows > scratchRows {
+            x = FloatBuffer(count: rows * c.hiddenSize)
+            h = FloatBuffer(count: rows * c.hiddenSize)
+            q = FloatBuffer(count: rows * c.qDim)
+            attn = FloatBuffer(count: rows * c.qDim)
+            gate = FloatBuffer(count: rows * c.intermediateSize)
+            up = FloatBuffer(count: rows * c.intermediateSize)
+            ropeCos = FloatBuffer(count: rows * c.headDim / 2)
+            ropeSin = FloatBuffer(count: rows * c.headDim / 2)
+            scratchRows = rows
+        }
+        if loraTmp.count < rows * loraRank { loraTmp = FloatBuffer(count: rows * loraRank) }
+    }
+
+    /// Runs the new tokens through the model, appending their K/V to the cache.
+    public func forward(_ tokens: [Int32], options: ForwardOptions = ForwardOptions()) throws -> ForwardResult {
+        let c = model.config, w = model.weights
+        let T = tokens.count
+        guard T > 0 else { throw LLMError.invalidInput("forward needs at least one token") }
+        if let bad = tokens.first(where: { $0 < 0 || Int($0) >= c.vocabSize }) {
+            throw LLMError.invalidInput("token id \(bad) is outside the vocabulary (0..<\(c.vocabSize))")
+        }
+        let positions = options.positions ?? (0..<T).map { cache.nextPosition + Int32($0) }
+        guard positions.count == T else { throw LLMError.invalidInput("\(positions.count) positions for \(T) tokens") }
+        for add in options.embeddingAdditions {
+            guard add.row >= 0, add.row < T, add.vector.count == c.hiddenSize else {
+                throw LLMError.invalidInput("embedding addition for row \(add.row) with \(add.vector.count) values (need row < \(T), \(c.hiddenSize) values)")
+            }
+        }
+        let outRows: [Int]
+        switch options.output {
+        case .none: outRows = []
+        case .last: outRows = [T - 1]
+        case .all: outRows = Array(0..<T)
+        case .rows(let r):
+            guard r == r.sorted(), Set(r).count == r.count, r.allSatisfy({ $0 >= 0 && $0 < T }) else {
+                throw LLMError.invalidInput("output rows must be distinct, ascending and < \(T)")
+            }
+            outRows = r
+        }
+        let capture = options.captureRows ?? []
+        guard capture.allSatisfy({ $0 >= 0 && $0 < T }) else { throw LLMError.invalidInput("capture rows must be < \(T)") }
+        if let lora = options.lora, lora.q.count != c.layerCount || lora.v.count != c.layerCount {
+            throw LLMError.invalidInput("LoRA has \(lora.q.count) layers, the model has \(c.layerCount)")
+        }
+
+        let P = cache.count
+        cache.reserve(P + T)
+        ensureScratch(rows: T, loraRank: options.lora?.maxRank ?? 0)
+        let H = c.hiddenSize, qd = c.qDim, kvd = c.kvDim, F = c.intermediateSize, hd = c.headDim
+        let x = self.x.pointer, h = self.h.pointer, q = self.q.pointer, attn = self.attn.pointer
+        let gate = self.gate.pointer, up = self.up.pointer
+
+        // [T, H] input embeddings (+ additions)
+        for r in 0..<T { w.embedding.lookup(tokens[r], into: x + r * H) }
+        for add in options.embeddingAdditions {
+            add.vector.withUnsafeBufferPointer { v in for i in 0..<H { x[add.row * H + i] += v[i] } }
+        }
+        model.rope.table(positions: positions, cos: ropeCos.pointer, sin: ropeSin.pointer)
+
+        var captured: [CapturedKV] = []
+        let needFinal = !outRows.isEmpty
+        var rows = T
+        var rowIndex = Array(0..<T)
+        for l in 0..<c.layerCount {
+            let lw = w.layers[l]
+            let isLast = l == c.layerCount - 1
+            Kernels.rmsNorm(x, weight: lw.attnNorm.pointer, out: h, rows: T, n: H, eps: c.rmsNormEps)
+            let kNew = cache.keys(layer: l) + P * kvd     // [T, kvd]
+            let vNew = cache.values(layer: l) + P * kvd   // [T, kvd]
+            lw.k.apply(h, rows: T, out: kNew)
+            lw.v.apply(h, rows: T, out: vNew)
+            if let lora = options.lora, let pv = lora.v[l] { pv.apply(h, rows: T, y: vNew, scale: lora.scale, tmp: loraTmp.pointer) }
+            if !capture.isEmpty {
+                var kc = [Float](repeating: 0, count: capture.count * kvd), vc = kc
+                for (i, r) in capture.enumerated() {
+                    for j in 0..<kvd { kc[i * kvd + j] = kNew[r * kvd + j]; vc[i * kvd + j] = vNew[r * kvd + j] }
+                }
+                captured.append(CapturedKV(keys: kc, values: vc))
+            }
+            model.rope.apply(kNew, rows: T, ld: kvd, heads: c.kvHeadCount, cos: ropeCos.pointer, sin: ropeSin.pointer)
+            if isLast && !needFinal { break }  // the last layer's K/V are all the caller needs
+
+            lw.q.apply(h, rows: T, out: q)
+            if let lora = options.lora, let pq = lora.q[l] { pq.apply(h, rows: T, y: q, scale: lora.scale, tmp: loraTmp.pointer) }
+            model.rope.apply(q, rows: T, ld: qd, heads: c.headCount, cos: ropeCos.pointer, sin: ropeSin.pointer)
+            if isLast && outRows.count < T {
+                // Only the output rows need the last layer's attention and MLP.
+                for (i, r) in outRows.enumerated() where i != r {
+                    (x + i * H).update(from: x + r * H, count: H)
+                    (q + i * qd).update(from: q + r * qd, count: qd)
+                }
+                rows = outRows.count
+                rowIndex = outRows
+            }
+            let visible: [Int64] = rowIndex.map { options.attention == .causal ? Int64(P + $0 + 1) : Int64(P + T) }
+            attention(layer: l, q: q, rows: rows, visible: visible, out: attn)
+            lw.o.apply(attn, rows: rows, out: x, accumulate: true)
+
+            Kernels.rmsNorm(x, weight: lw.ffnNorm.pointer, out: h, rows: rows, n: H, eps: c.rmsNormEps)
+            lw.gate.apply(h, rows: rows, out: gate)
+            lw.up.apply(h, rows: rows, out: up)
+            Kernels.siluMul(gate, up, count: rows * F)
+            lw.down.apply(gate, rows: rows, out: x, accumulate: true)
+        }
+        cache.commit(rows: T)
+        cache.nextPosition = positions[T - 1] + 1
+
+        var result = ForwardResult(rows: outRows, logits: [], hidden: [], captured: captured)
+        if needFinal {
+            let n = outRows.count
+            Kernels.rmsNorm(x, weight: w.outputNorm.pointer, out: h, rows: n, n: H, eps: c.rmsNormEps)
+            result.hidden = Array(UnsafeBufferPointer(start: h, count: n * H))
+            if options.computeLogits {
+                var logits = [Float](repeating: 0, count: n * c.vocabSize)
+                logits.withUnsafeMutableBufferPointer { w.lmHead.apply(h, rows: n, out: $0.baseAddress!) }
+                result.logits = logits
+            }
+        }
+        _ = hd
+        return result
+    }
+
+    /// out[rows, qDim] = softmax(q K^T / sqrt(d)) V per head, over cache rows [0, visible[r]).
+    private func attention(layer l: Int, q: UnsafeMutablePointer<Float>, rows: Int, visible: [Int64], out: UnsafeMutablePointer<Float>) {
+        let c = model.config
+        let hd = c.headDim, qd = c.qDim, kvd = c.kvDim
+        let group = c.headCount / c.kvHeadCount
+        let scale = 1 / Float(hd).squareRoot()
+        let K = cache.keys(layer: l), V = cache.values(layer: l)
+        let maxVisible = Int(visible.max() ?? 0)
+        visible.withUnsafeBufferPointer { vis in
+            let visPtr = vis.baseAddress!
+            if rows <= 16 {
+                // Short query blocks (decode, question tokens): one head per worker task.
+                Parallel.forRanges(c.headCount) { heads in
+                    let s = FloatBuffer(count: maxVisible, zeroed: false)
+                    for hh in heads {
+                        let g = hh / group
+                        akv_attention_head_rows(q + hh * hd, Int64(qd), K + g * hd, V + g * hd, Int64(kvd),
+                                                out + hh * hd, Int64(qd), Int64(hd), visPtr, 0, Int64(rows), scale, s.pointer)
+                    }
+                }
+                return
+            }
+            // Long blocks: sgemm per head over query chunks; a causal chunk only reads the keys it can see.
+            let chunk = 256
+            if scores.count < chunk * maxVisible { scores = FloatBuffer(count: chunk * maxVisible, zeroed: false) }
+            let sc = scores.pointer
+            for hh in 0..<c.headCount {
+                let g = hh / group
+                var c0 = 0
+                while c0 < rows {
+                    let n = min(chunk, rows - c0)
+                    let width = Int((c0..<c0 + n).map { visPtr[$0] }.max()!)
+                    BLAS.gemmTransB(m: n, n: width, k: hd, alpha: scale, a: q + c0 * qd + hh * hd, lda: qd,
+                                    b: K + g * hd, ldb: kvd, c: sc, ldc: width)
+                    Parallel.forRanges(n, minPerWorker: 16) { rr in
+                        for r in rr { akv_softmax_prefix(sc + r * width, visPtr[c0 + r], Int64(width)) }
+                    }
+                    BLAS.gemm(m: n, n: hd, k: width, a: sc, lda: width, b: V + g * hd, ldb: kvd,
+                              c: out + c0 * qd + hh * hd, ldc: qd)
+                    c0 += n
+                }
+            }
+        }
+    }
+}

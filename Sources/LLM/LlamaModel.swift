@@ -1,0 +1,104 @@
+import Foundation
+import Tensor
+import Tokenizer
+
+/// A loaded Llama-family model: configuration, weights, tokenizer. Immutable after loading,
+/// so one instance is shared by every session (weights are never copied per request).
+public final class LlamaModel: @unchecked Sendable {
+    public let config: LlamaConfig
+    public let weights: LlamaWeights
+    public let tokenizer: BPETokenizer
+    public let rope: RoPE
+    /// Tokens that end generation (eos plus the chat end markers the vocabulary has).
+    public let stopTokens: Set<Int32>
+    /// Where the model came from (file or directory).
+    public let source: String
+    /// A short description for logs: name and format.
+    public let name: String
+
+    init(config: LlamaConfig, weights: LlamaWeights, tokenizer: BPETokenizer, source: String, name: String) {
+        self.config = config
+        self.weights = weights
+        self.tokenizer = tokenizer
+        self.rope = RoPE(headDim: config.headDim, inverseFrequencies: config.ropeInverseFrequencies())
+        var stops = Set<Int32>()
+        if let e = tokenizer.eosID { stops.insert(e) }
+        for t in ["<|im_end|>", "<|eot_id|>", "<|end_of_text|>", "<|endoftext|>"] {
+            if let id = tokenizer.id(of: t), tokenizer.isSpecial(id) { stops.insert(id) }
+        }
+        stopTokens = stops
+        self.source = source
+        self.name = name
+        BLAS.setThreads(Parallel.workers)
+    }
+
+    /// Loads a GGUF file, or a Hugging Face directory (config.json + *.safetensors + tokenizer.json).
+    public static func load(path: String) throws -> LlamaModel {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { throw LLMError.modelNotFound(path) }
+        return isDir.boolValue ? try HuggingFaceLoader.load(directory: path) : try GGUFLoader.load(path: path)
+    }
+
+    /// The default model as installed by tools/setup.sh: $ANCHORKV_MODEL, else
+    /// models/SmolLM2-135M-Instruct.Q4_1.gguf in the working directory or one of its parents.
+    public static func defaultModelPath() -> String {
+        let env = ProcessInfo.processInfo.environment
+        if let p = env["ANCHORKV_MODEL"], !p.isEmpty { return p }
+        let relative = "models/SmolLM2-135M-Instruct.Q4_1.gguf"
+        var dir = URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
+        for _ in 0..<8 {
+            let candidate = dir.appendingPathComponent(relative).path
+            if FileManager.default.fileExists(atPath: candidate) { return candidate }
+            dir.deleteLastPathComponent()
+        }
+        return relative
+    }
+
+    public func makeSession(capacity: Int = 1024) -> InferenceSession {
+        InferenceSession(model: self, capacity: capacity)
+    }
+}
+
+public struct GenerationStats: Sendable {
+    public var promptTokens = 0
+    public var generatedTokens = 0
+    public var prefillSeconds = 0.0
+    public var decodeSeconds = 0.0
+    public var stoppedByToken = false
+
+    public var prefillTokensPerSecond: Double { prefillSeconds > 0 ? Double(promptTokens) / prefillSeconds : 0 }
+    /// Decode rate over the tokens produced after the first (the first comes from prefill).
+    public var decodeTokensPerSecond: Double {
+        decodeSeconds > 0 ? Double(max(generatedTokens - 1, 0)) / decodeSeconds : 0
+    }
+}
+
+extension LlamaModel {
+    /// Prefills the prompt, then samples up to maxTokens tokens; onToken gets each one and may
+    /// return false to stop. The stop token itself is not passed on.
+    @discardableResult
+    public func generate(prompt: [Int32], maxTokens: Int, sampling: SamplingParameters = .greedy,
+                         onToken: (Int32) -> Bool) throws -> GenerationStats {
+        guard !prompt.isEmpty else { throw LLMError.invalidInput("the prompt has no tokens") }
+        let needed = prompt.count + maxTokens
+        if needed > config.contextLength { throw LLMError.contextOverflow(needed: needed, limit: config.contextLength) }
+        let session = makeSession(capacity: needed)
+        var sampler = Sampler(sampling)
+        var stats = GenerationStats(promptTokens: prompt.count)
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        var logits = try session.forward(prompt).logits
+        let t1 = DispatchTime.now().uptimeNanoseconds
+        stats.prefillSeconds = Double(t1 - t0) / 1e9
+        var decodeStart = t1
+        for step in 0..<maxTokens {
+            let next = logits.withUnsafeBufferPointer { sampler.sample($0) }
+            if step == 0 { decodeStart = DispatchTime.now().uptimeNanoseconds }
+            if stopTokens.contains(next) { stats.stoppedByToken = true; break }
+            stats.generatedTokens += 1
+            if !onToken(next) || step == maxTokens - 1 { break }
+            logits = try session.forward([next]).logits
+        }
+        stats.decodeSeconds = Double(DispatchTime.now().uptimeNanoseconds - decodeStart) / 1e9
+        return stats
+    }
+}

@@ -1,0 +1,115 @@
+import CKernels
+import Tensor
+
+/// Raw ggml-quantized rows kept for the decode mat-vec kernels.
+public struct QuantizedRows: @unchecked Sendable {
+    public let type: UInt32
+    public let rowBytes: Int
+    public let storage: ByteBuffer
+}
+
+/// A linear layer y = x W^T with W [out, in]. Prefill uses fp32 W with sgemm; a single token
+/// uses the quantized rows when the checkpoint had them (4-5x less memory traffic).
+public final class Linear: @unchecked Sendable {
+    public let outFeatures: Int
+    public let inFeatures: Int
+    /// [out, in] fp32, or nil when only quantized rows are kept (the LM head).
+    public let weight: FloatBuffer?
+    public let quantized: QuantizedRows?
+
+    public init(outFeatures: Int, inFeatures: Int, weight: FloatBuffer?, quantized: QuantizedRows?) {
+        precondition(weight != nil || quantized != nil)
+        self.outFeatures = outFeatures
+        self.inFeatures = inFeatures
+        self.weight = weight
+        self.quantized = quantized
+    }
+
+    /// out[rows, outFeatures] = x[rows, inFeatures] W^T  (+ out when accumulate)
+    public func apply(_ x: UnsafePointer<Float>, rows: Int, out: UnsafeMutablePointer<Float>, accumulate: Bool = false) {
+        if rows == 1 || weight == nil {
+            let tmp = accumulate ? FloatBuffer(count: outFeatures, zeroed: false) : nil
+            for r in 0..<rows {
+                let xr = x + r * inFeatures
+                let yr = tmp?.pointer ?? (out + r * outFeatures)
+                if let q = quantized,
+                   Kernels.gemvQuantized(type: q.type, weights: q.storage.pointer, rowBytes: q.rowBytes,
+                                         rows: outFeatures, cols: inFeatures, x: xr, y: yr) {
+                } else if let w = weight {
+                    Kernels.gemv(weights: w.pointer, ld: inFeatures, rows: outFeatures, cols: inFeatures, x: xr, y: yr)
+                } else {
+                    dequantizedRowsGemv(xr, yr)
+                }
+                if let tmp {
+                    let o = out + r * outFeatures
+                    for i in 0..<outFeatures { o[i] += tmp.pointer[i] }
+                }
+            }
+            return
+        }
+        BLAS.gemmTransB(m: rows, n: outFeatures, k: inFeatures, a: x, lda: inFeatures, b: weight!.pointer, ldb: inFeatures,
+                        beta: accumulate ? 1 : 0, c: out, ldc: outFeatures)
+    }
+
+    /// Fallback for quantized types without a decode kernel: dequantize row by row.
+    private func dequantizedRowsGemv(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
+        guard let q = quantized else { return }
+        let cols = inFeatures
+        Parallel.forRanges(outFeatures, minPerWorker: 64) { range in
+            let row = FloatBuffer(count: cols, zeroed: false)
+            for r in range {
+                _ = akv_dequantize(q.type, q.storage.pointer + r * q.rowBytes, row.pointer, Int64(cols))
+                var s: Float = 0
+                for i in 0..<cols { s += row.pointer[i] * x[i] }
+                y[r] = s
+            }
+        }
+    }
+}
+
+/// Token embedding table [vocab, hidden], fp32 or quantized rows.
+public final class EmbeddingTable: @unchecked Sendable {
+    public let vocabSize: Int
+    public let hiddenSize: Int
+    let f32: FloatBuffer?
+    let quantized: QuantizedRows?
+
+    init(vocabSize: Int, hiddenSize: Int, f32: FloatBuffer?, quantized: QuantizedRows?) {
+        self.vocabSize = vocabSize
+        self.hiddenSize = hiddenSize
+        self.f32 = f32
+        self.quantized = quantized
+    }
+
+    /// Writes the embedding of `token` into out[hidden].
+    public func lookup(_ token: Int32, into out: UnsafeMutablePointer<Float>) {
+        let t = Int(token)
+        if let f32 {
+            out.update(from: f32.pointer + t * hiddenSize, count: hiddenSize)
+        } else if let q = quantized {
+            _ = akv_dequantize(q.type, q.storage.pointer + t * q.rowBytes, out, Int64(hiddenSize))
+        }
+    }
+
+    /// The same table as an output projection (tied embeddings).
+    var asLinear: Linear { Linear(outFeatures: vocabSize, inFeatures: hiddenSize, weight: f32, quantized: quantized) }
+}
+
+public struct LayerWeights: @unchecked Sendable {
+    public let attnNorm: FloatBuffer      // [hidden]
+    public let q: Linear                  // [qDim, hidden], HF row order
+    public let k: Linear                  // [kvDim, hidden], HF row order
+    public let v: Linear                  // [kvDim, hidden]
+    public let o: Linear                  // [hidden, qDim]
+    public let ffnNorm: FloatBuffer       // [hidden]
+    public let gate: Linear               // [ffn, hidden]
+    public let up: Linear                 // [ffn, hidden]
+    public let down: Linear               // [hidden, ffn]
+}
+
+public struct LlamaWeights: @unchecked Sendable {
+    public let embedding: EmbeddingTable
+    public let layers: [LayerWeights]
+    public let outputNorm: FloatBuffer    // [hidden]
+    public let lmHead: Linear             // [vocab, hidden]
+}

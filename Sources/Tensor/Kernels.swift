@@ -1,0 +1,68 @@
+import CKernels
+
+/// Swift faces of the C kernels, with shape comments. All pointers are row-major float32.
+public enum Kernels {
+    /// out[rows, n] = rmsnorm(x[rows, n]) * w[n]
+    public static func rmsNorm(_ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, rows: Int, n: Int, eps: Float) {
+        akv_rmsnorm_rows(x, weight, out, Int64(rows), Int64(n), eps)
+    }
+
+    /// gate[i] = silu(gate[i]) * up[i]
+    public static func siluMul(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count: Int) {
+        akv_silu_mul(gate, up, Int64(count))
+    }
+
+    /// y[rows] = W[rows, cols] x for a quantized ggml matrix, rows split over workers.
+    /// Returns false when the type has no decode kernel.
+    public static func gemvQuantized(type: UInt32, weights: UnsafeRawPointer, rowBytes: Int, rows: Int, cols: Int,
+                                     x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) -> Bool {
+        guard type == 2 || type == 3 || type == 8, cols % 32 == 0 else { return false }
+        Parallel.forRanges(rows, minPerWorker: 64) { r in
+            _ = akv_gemv_quant(type, weights, Int64(rowBytes), x, y, Int64(cols), Int64(r.lowerBound), Int64(r.upperBound))
+        }
+        return true
+    }
+
+    /// y[rows] = W[rows, cols] x for fp32 weights with row stride ld.
+    public static func gemv(weights: UnsafePointer<Float>, ld: Int, rows: Int, cols: Int,
+                            x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {
+        Parallel.forRanges(rows, minPerWorker: 64) { r in
+            akv_gemv_f32_rows(weights, Int64(ld), x, y, Int64(cols), Int64(r.lowerBound), Int64(r.upperBound))
+        }
+    }
+}
+
+/// Rotary position embedding in the Hugging Face rotate-half layout.
+public struct RoPE: Sendable {
+    public let headDim: Int
+    public let inverseFrequencies: [Double]  // [headDim / 2]
+
+    public init(headDim: Int, inverseFrequencies: [Double]) {
+        precondition(inverseFrequencies.count == headDim / 2)
+        self.headDim = headDim
+        self.inverseFrequencies = inverseFrequencies
+    }
+
+    /// cos/sin tables for the given positions: [rows, headDim/2] each.
+    public func table(positions: [Int32], cos: UnsafeMutablePointer<Float>, sin: UnsafeMutablePointer<Float>) {
+        positions.withUnsafeBufferPointer { p in
+            inverseFrequencies.withUnsafeBufferPointer { f in
+                akv_rope_table(p.baseAddress, Int64(p.count), f.baseAddress, Int64(headDim / 2), cos, sin)
+            }
+        }
+    }
+
+    /// Rotates (sign +1) or un-rotates (sign -1) x[rows, heads * headDim] (row stride ld) in place.
+    public func apply(_ x: UnsafeMutablePointer<Float>, rows: Int, ld: Int, heads: Int,
+                      cos: UnsafePointer<Float>, sin: UnsafePointer<Float>, sign: Float = 1) {
+        akv_rope_apply(x, Int64(rows), Int64(ld), Int64(heads), Int64(headDim), cos, sin, sign)
+    }
+
+    /// Rotates rows of x at the given positions (convenience for callers outside a forward pass).
+    public func apply(_ x: UnsafeMutablePointer<Float>, positions: [Int32], ld: Int, heads: Int, sign: Float = 1) {
+        let half = headDim / 2
+        let c = FloatBuffer(count: positions.count * half), s = FloatBuffer(count: positions.count * half)
+        table(positions: positions, cos: c.pointer, sin: s.pointer)
+        apply(x, rows: positions.count, ld: ld, heads: heads, cos: c.pointer, sin: s.pointer, sign: sign)
+    }
+}
