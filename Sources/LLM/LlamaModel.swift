@@ -15,8 +15,12 @@ public final class LlamaModel: @unchecked Sendable {
     public let source: String
     /// A short description for logs: name and format.
     public let name: String
+    /// The Jinja chat template the checkpoint ships, if any (only read for its default system prompt).
+    public let chatTemplate: String?
 
-    init(config: LlamaConfig, weights: LlamaWeights, tokenizer: BPETokenizer, source: String, name: String) {
+    init(config: LlamaConfig, weights: LlamaWeights, tokenizer: BPETokenizer, source: String, name: String,
+         chatTemplate: String? = nil) {
+        self.chatTemplate = chatTemplate
         self.config = config
         self.weights = weights
         self.tokenizer = tokenizer
@@ -52,6 +56,14 @@ public final class LlamaModel: @unchecked Sendable {
             dir.deleteLastPathComponent()
         }
         return relative
+    }
+
+    /// The system prompt the chat template inserts when a conversation has none (SmolLM2 has one).
+    public var defaultSystemPrompt: String? {
+        guard let t = chatTemplate, let start = t.range(of: "<|im_start|>system\\n") ?? t.range(of: "<|im_start|>system\n"),
+              let end = t.range(of: "<|im_end|>", range: start.upperBound..<t.endIndex) else { return nil }
+        let s = String(t[start.upperBound..<end.lowerBound])
+        return s.contains("{") ? nil : s
     }
 
     public func makeSession(capacity: Int = 1024) -> InferenceSession {

@@ -107,7 +107,8 @@ enum GGUFLoader {
         let weights = LlamaWeights(embedding: embedding, layers: layers,
                                    outputNorm: try vector("output_norm.weight", c.hiddenSize), lmHead: lmHead)
         let name = md["general.name"]?.string ?? URL(fileURLWithPath: path).lastPathComponent
-        return LlamaModel(config: config, weights: weights, tokenizer: tokenizer, source: path, name: "\(name) (GGUF)")
+        return LlamaModel(config: config, weights: weights, tokenizer: tokenizer, source: path, name: "\(name) (GGUF)",
+                          chatTemplate: md["tokenizer.chat_template"]?.string)
     }
 
     /// order[hfRow] = ggufRow: HF row h*d + half*j + i is GGUF row h*d + 2i + j.
@@ -206,7 +207,12 @@ enum HuggingFaceLoader {
         let lmHead = tied ? embedding.asLinear : try linear("lm_head.weight", out: c.vocabSize, in: c.hiddenSize)
         let weights = LlamaWeights(embedding: embedding, layers: layers,
                                    outputNorm: FloatBuffer(try floats("model.norm.weight", [c.hiddenSize])), lmHead: lmHead)
+        var template: String?
+        if let data = try? Data(contentsOf: dir.appendingPathComponent("tokenizer_config.json")),
+           let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any] {
+            template = obj["chat_template"] as? String
+        }
         return LlamaModel(config: config, weights: weights, tokenizer: tokenizer, source: directory,
-                          name: "\(dir.lastPathComponent) (safetensors)")
+                          name: "\(dir.lastPathComponent) (safetensors)", chatTemplate: template)
     }
 }

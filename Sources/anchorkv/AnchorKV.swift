@@ -2,5 +2,13 @@ import ArgumentParser
 
 @main
 struct AnchorKV: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "anchorkv", abstract: "KV-cache store for compressed document knowledge.")
+    static let configuration = CommandConfiguration(
+        commandName: "anchorkv",
+        abstract: "KV-cache store for compressed document knowledge.",
+        discussion: """
+            AnchorKV compresses documents once into the key/value tensors of a few anchor tokens \
+            (Semantic-Anchor Compression) and answers questions from those tensors.
+            Run tools/setup.sh once to install the system libraries and the default model.
+            """,
+        subcommands: [GenerateCommand.self, BenchCommand.self])
 }

@@ -1,0 +1,167 @@
+import CKernels
+import XCTest
+@testable import Tensor
+
+/// Every C kernel against a naive double-precision loop written here.
+final class KernelTests: XCTestCase {
+    var rng = SplitMixForTests(seed: 7)
+
+    func randoms(_ n: Int, scale: Double = 1) -> [Float] { (0..<n).map { _ in Float(rng.normal() * scale) } }
+
+    func assertClose(_ got: [Float], _ want: [Double], rel: Double, abs absTol: Double = 1e-6, _ what: String, line: UInt = #line) {
+        XCTAssertEqual(got.count, want.count, what, line: line)
+        var worst = 0.0
+        for (g, w) in zip(got, want) { worst = max(worst, Swift.abs(Double(g) - w) / max(Swift.abs(w), absTol / rel)) }
+        XCTAssertLessThanOrEqual(worst, rel, "\(what): worst relative error \(worst)", line: line)
+    }
+
+    func testRMSNorm() {
+        let rows = 5, n = 576
+        let x = randoms(rows * n, scale: 3), w = randoms(n)
+        var out = [Float](repeating: 0, count: rows * n)
+        Kernels.rmsNorm(x, weight: w, out: &out, rows: rows, n: n, eps: 1e-5)
+        var want = [Double]()
+        for r in 0..<rows {
+            let ss = (0..<n).reduce(0.0) { $0 + Double(x[r * n + $1]) * Double(x[r * n + $1]) }
+            let s = 1 / (ss / Double(n) + 1e-5).squareRoot()
+            want += (0..<n).map { Double(x[r * n + $0]) * s * Double(w[$0]) }
+        }
+        assertClose(out, want, rel: 1e-5, "rmsnorm")
+    }
+
+    func testRoPERotateHalfAndInverse() {
+        let hd = 64, heads = 3, rows = 4, half = hd / 2
+        let inv = (0..<half).map { pow(100000.0, -Double(2 * $0) / Double(hd)) }
+        let rope = RoPE(headDim: hd, inverseFrequencies: inv)
+        let positions: [Int32] = [0, 1, 777, 8191]
+        let x = randoms(rows * heads * hd)
+        var y = x
+        rope.apply(&y, positions: positions, ld: heads * hd, heads: heads)
+        var want = [Double](repeating: 0, count: x.count)
+        for r in 0..<rows {
+            for h in 0..<heads {
+                for i in 0..<half {
+                    let a = Double(positions[r]) * inv[i]
+                    let base = r * heads * hd + h * hd
+                    let x1 = Double(x[base + i]), x2 = Double(x[base + i + half])
+                    want[base + i] = x1 * cos(a) - x2 * sin(a)
+                    want[base + i + half] = x2 * cos(a) + x1 * sin(a)
+                }
+            }
+        }
+        assertClose(y, want, rel: 1e-5, abs: 1e-5, "rope")
+        rope.apply(&y, positions: positions, ld: heads * hd, heads: heads, sign: -1)
+        assertClose(y, x.map(Double.init), rel: 1e-5, abs: 1e-5, "rope inverse")
+    }
+
+    func testSiLUMulAndSoftmax() {
+        var g = randoms(1000, scale: 4)
+        let u = randoms(1000)
+        let want = zip(g, u).map { Double($0) / (1 + exp(-Double($0))) * Double($1) }
+        Kernels.siluMul(&g, u, count: 1000)
+        assertClose(g, want, rel: 1e-5, abs: 1e-6, "silu")
+
+        var s = randoms(40, scale: 5)
+        let orig = s
+        akv_softmax_prefix(&s, 30, 40)
+        let m = orig[0..<30].map(Double.init).max()!
+        let z = orig[0..<30].reduce(0.0) { $0 + exp(Double($1) - m) }
+        let wantS = orig[0..<30].map { exp(Double($0) - m) / z } + [Double](repeating: 0, count: 10)
+        assertClose(s, wantS, rel: 1e-5, abs: 1e-7, "softmax")
+    }
+
+    /// Random ggml blocks with sane fp16 scales (the decoder itself is checked against the gguf package).
+    func quantizedMatrix(type: UInt32, rows: Int, cols: Int) -> (bytes: [UInt8], dense: [Float], rowBytes: Int) {
+        let blockBytes = Int(akv_type_block_bytes(type))
+        let rowBytes = cols / 32 * blockBytes
+        var bytes = (0..<rows * rowBytes).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+        let scaleOffsets: [Int] = type == 3 ? [0, 2] : [0]
+        for b in 0..<(rows * cols / 32) {
+            for off in scaleOffsets {
+                let h = akv_f32_to_f16(Float(rng.uniform() * 0.05 + 0.001) * (off == 2 ? -1 : 1))
+                bytes[b * blockBytes + off] = UInt8(h & 0xFF)
+                bytes[b * blockBytes + off + 1] = UInt8(h >> 8)
+            }
+        }
+        var dense = [Float](repeating: 0, count: rows * cols)
+        XCTAssertEqual(akv_dequantize(type, bytes, &dense, Int64(rows * cols)), 0)
+        return (bytes, dense, rowBytes)
+    }
+
+    func testQuantizedGemvBothPaths() {
+        let rows = 100, cols = 576
+        for type: UInt32 in [2, 3, 8] {
+            let (bytes, dense, rowBytes) = quantizedMatrix(type: type, rows: rows, cols: cols)
+            let x = randoms(cols)
+            let want = (0..<rows).map { r in (0..<cols).reduce(0.0) { $0 + Double(dense[r * cols + $1]) * Double(x[$1]) } }
+            let norm = (0..<rows).map { r in (0..<cols).reduce(0.0) { $0 + Swift.abs(Double(dense[r * cols + $1]) * Double(x[$1])) } }
+            var y = [Float](repeating: 0, count: rows)
+            XCTAssertEqual(akv_gemv_quant(type, bytes, Int64(rowBytes), x, &y, Int64(cols), 0, Int64(rows)), 0)
+            for r in 0..<rows { XCTAssertEqual(Double(y[r]), want[r], accuracy: 1e-5 * norm[r], "fp32 path type \(type) row \(r)") }
+
+            // Integer path: error bounded by the int8 rounding of x (half a step per element).
+            var xq = [Int8](repeating: 0, count: cols), xd = [Float](repeating: 0, count: cols / 32), xs = xd
+            akv_quantize_q8(x, Int64(cols), &xq, &xd, &xs)
+            for i in 0..<cols {
+                XCTAssertEqual(Double(xq[i]) * Double(xd[i / 32]), Double(x[i]), accuracy: Double(xd[i / 32]) * 0.5 + 1e-7, "q8 element \(i)")
+            }
+            for b in 0..<cols / 32 {
+                XCTAssertEqual(Double(xs[b]), Double(xd[b]) * Double((0..<32).reduce(0) { $0 + Int(xq[b * 32 + $1]) }), accuracy: 1e-4)
+            }
+            var yq = [Float](repeating: 0, count: rows)
+            XCTAssertEqual(akv_gemv_quant_q8(type, bytes, Int64(rowBytes), xq, xd, xs, &yq, Int64(cols), 0, Int64(rows)), 0)
+            for r in 0..<rows {
+                let bound = (0..<cols).reduce(0.0) { $0 + Swift.abs(Double(dense[r * cols + $1])) * Double(xd[$1 / 32]) * 0.5 }
+                XCTAssertEqual(Double(yq[r]), want[r], accuracy: bound + 1e-5 * norm[r], "int8 path type \(type) row \(r)")
+            }
+        }
+        XCTAssertEqual(akv_gemv_quant(14, [UInt8](repeating: 0, count: 210), 210, [Float](repeating: 0, count: 256), nil, 256, 0, 0), -1)
+    }
+
+    func testGemvF32AndBLASGemm() {
+        let m = 7, n = 33, k = 70
+        let a = randoms(m * k), b = randoms(n * k)
+        var c = [Float](repeating: 0, count: m * n)
+        BLAS.gemmTransB(m: m, n: n, k: k, a: a, lda: k, b: b, ldb: k, c: &c, ldc: n)
+        var want = [Double]()
+        for i in 0..<m { for j in 0..<n { want.append((0..<k).reduce(0.0) { $0 + Double(a[i * k + $1]) * Double(b[j * k + $1]) }) } }
+        assertClose(c, want, rel: 1e-4, abs: 1e-4, "sgemm A B^T")
+        var y = [Float](repeating: 0, count: n)
+        akv_gemv_f32_rows(b, Int64(k), a, &y, Int64(k), 0, Int64(n))
+        assertClose(y, Array(want[0..<n].indices.map { j in (0..<k).reduce(0.0) { $0 + Double(b[j * k + $1]) * Double(a[$1]) } }), rel: 1e-4, abs: 1e-4, "gemv f32")
+    }
+
+    func testAttentionHeadRows() {
+        let hd = 64, keys = 50, rows = 3, ld = 192
+        let q = randoms(rows * ld), k = randoms(keys * ld), v = randoms(keys * ld)
+        let visible: [Int64] = [48, 49, 50]
+        var out = [Float](repeating: 0, count: rows * ld)
+        var scratch = [Float](repeating: 0, count: keys)
+        let scale: Float = 0.125
+        akv_attention_head_rows(q, Int64(ld), k, v, Int64(ld), &out, Int64(ld), Int64(hd), visible, 0, Int64(rows), scale, &scratch)
+        for r in 0..<rows {
+            let n = Int(visible[r])
+            let s = (0..<n).map { j in (0..<hd).reduce(0.0) { $0 + Double(q[r * ld + $1]) * Double(k[j * ld + $1]) } * Double(scale) }
+            let m = s.max()!, z = s.reduce(0.0) { $0 + exp($1 - m) }
+            for i in 0..<hd {
+                let want = (0..<n).reduce(0.0) { $0 + exp(s[$1] - m) / z * Double(v[$1 * ld + i]) }
+                XCTAssertEqual(Double(out[r * ld + i]), want, accuracy: 1e-5)
+            }
+        }
+    }
+}
+
+/// Deterministic generator for test data (Box-Muller normals).
+struct SplitMixForTests {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    mutating func uniform() -> Double { Double(next() >> 11) / Double(1 << 53) }
+    mutating func normal() -> Double { (-2 * log(max(uniform(), 1e-300))).squareRoot() * cos(2 * .pi * uniform()) }
+}
