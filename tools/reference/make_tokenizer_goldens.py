@@ -130,6 +130,22 @@ Café, naïve, résumé — Unicode text with accents. 日本語 テキスト. �
 """ * 3
 
 
+FUZZ_POOL = [
+    " ", " ", " ", "  ", "\t", "\n", "\n", "\r", "\r\n", "\u00a0", "\u3000", "\u2028", "\x0b", "\x1c",
+    "a", "e", "s", "t", "l", "L", "S", "T", "D", "re", "ve", "ll", "ſ", "hello", "World", "the", "ing",
+    "0", "1", "7", "42", "123", "98765", "²", "½", "Ⅻ", "٣", "𝟙",
+    "'", "'", "\"", ".", ",", "!", "?", "-", "_", "(", ")", "{", "}", "#", "/", ":", "=", "<", ">", "|", "...",
+    "é", "e\u0301", "ß", "Ω", "ж", "日本", "中", "한", "مرحبا", "😀", "👍🏽", "\u200d", "🇫🇷", "\u200b", "\x00", "\ufeff",
+    "<|im_start|>", "<|im_end|>", "<|endoftext|>", "<|begin_of_text|>", "<|eot_id|>", "<|im_", "|>", "<|",
+]
+
+
+def fuzz_cases(n=400, seed=1234):
+    import random
+    rng = random.Random(seed)
+    return ["".join(rng.choice(FUZZ_POOL) for _ in range(rng.randint(1, 30))) for _ in range(n)]
+
+
 def build_tiny_llama3():
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.Sequence([
@@ -232,6 +248,9 @@ def main():
         "smollm2": run_cases(smol, CASES),
         "tiny_llama3": run_cases(tiny, CASES),
         "streaming": streaming,
+        # Random strings over a pool of hard pieces (fixed seed).
+        "fuzz_smollm2": run_cases(smol, fuzz_cases()),
+        "fuzz_tiny_llama3": run_cases(tiny, fuzz_cases()),
     }
     write_json("tokenizer_goldens.json", goldens)
     print(f"{len(CASES)} cases")
