@@ -39,6 +39,8 @@ public final class BPETokenizer: @unchecked Sendable {
     private let matchers: [[(bytes: [UInt8], id: Int32, special: Bool)]]
     private let hasMatchers: Bool
     private let scanner: PreTokenizerScanner
+    /// Words with more initial symbols than this use the heap-based merge (tests set 0 to cover it).
+    let heapThreshold: Int
     private let cache = Mutex<[String: [Int32]]>([:])
     private static let cacheLimit = 200_000
     private static let maxCachedWordBytes = 64
@@ -74,7 +76,8 @@ public final class BPETokenizer: @unchecked Sendable {
     /// parsing special tokens (and reported by `isSpecial`), the others always (HF non-special added tokens).
     init(tokens: [String], mergePairs: [(String, String)], added: [(id: Int32, special: Bool)],
          preTokenizer: PreTokenizerKind, ignoreMerges: Bool,
-         bosID: Int32?, eosID: Int32?, unknownID: Int32?, addBOS: Bool) throws {
+         bosID: Int32?, eosID: Int32?, unknownID: Int32?, addBOS: Bool, heapThreshold: Int = 48) throws {
+        self.heapThreshold = max(1, heapThreshold)
         guard !tokens.isEmpty else { throw TokenizerError.emptyVocabulary }
         for (name, id) in [("bos", bosID), ("eos", eosID), ("unknown", unknownID)] {
             if let id, id < 0 || Int(id) >= tokens.count {
@@ -314,6 +317,10 @@ public final class BPETokenizer: @unchecked Sendable {
 
     private func mergeAll(_ st: inout EncodeState, _ out: inout [Int32]) {
         let n = st.syms.count
+        if n > heapThreshold {
+            mergeAllHeap(&st, &out)
+            return
+        }
         if n > 1 {
             st.ranks.removeAll(keepingCapacity: true)
             for i in 0..<(n - 1) { st.ranks.append(pairValue(st.syms[i], st.syms[i + 1])) }
@@ -333,6 +340,50 @@ public final class BPETokenizer: @unchecked Sendable {
             }
         }
         out.append(contentsOf: st.syms)
+    }
+
+    /// O(n log n) variant for long words (HF's algorithm: a heap of (rank, position) over a linked list).
+    private func mergeAllHeap(_ st: inout EncodeState, _ out: inout [Int32]) {
+        let n = st.syms.count
+        var sym = st.syms
+        var prev = [Int32](repeating: -1, count: n)
+        var next = [Int32](repeating: -1, count: n)
+        var alive = [Bool](repeating: true, count: n)
+        for i in 0..<n {
+            prev[i] = Int32(i - 1)
+            next[i] = i + 1 < n ? Int32(i + 1) : -1
+        }
+        var heap = MinHeap()
+        for i in 0..<(n - 1) {
+            let v = pairValue(sym[i], sym[i + 1])
+            if v != UInt64.max { heap.push((v >> 32) << 32 | UInt64(i)) }
+        }
+        while let top = heap.pop() {
+            let rank = top >> 32
+            let p = Int(top & 0xFFFF_FFFF)
+            guard alive[p], next[p] >= 0 else { continue }
+            let q = Int(next[p])
+            let v = pairValue(sym[p], sym[q])
+            guard v != UInt64.max, v >> 32 == rank else { continue }  // stale entry
+            sym[p] = Int32(bitPattern: UInt32(truncatingIfNeeded: v))
+            alive[q] = false
+            next[p] = next[q]
+            if next[q] >= 0 { prev[Int(next[q])] = Int32(p) }
+            if prev[p] >= 0 {
+                let l = Int(prev[p])
+                let lv = pairValue(sym[l], sym[p])
+                if lv != UInt64.max { heap.push((lv >> 32) << 32 | UInt64(l)) }
+            }
+            if next[p] >= 0 {
+                let rv = pairValue(sym[p], sym[Int(next[p])])
+                if rv != UInt64.max { heap.push((rv >> 32) << 32 | UInt64(p)) }
+            }
+        }
+        var i = 0
+        while i >= 0 && i < n {
+            out.append(sym[i])
+            i = Int(next[i])
+        }
     }
 
     // MARK: - Decoding
@@ -356,5 +407,41 @@ public final class BPETokenizer: @unchecked Sendable {
 
     public func makeStreamingDecoder(skipSpecial: Bool) -> StreamingDecoder {
         StreamingDecoder(tokenizer: self, skipSpecial: skipSpecial)
+    }
+}
+
+/// Binary min-heap of UInt64 keys (rank << 32 | position).
+struct MinHeap {
+    private var a: [UInt64] = []
+
+    mutating func push(_ x: UInt64) {
+        a.append(x)
+        var i = a.count - 1
+        while i > 0 {
+            let parent = (i - 1) / 2
+            if a[parent] <= a[i] { break }
+            a.swapAt(parent, i)
+            i = parent
+        }
+    }
+
+    mutating func pop() -> UInt64? {
+        guard let top = a.first else { return nil }
+        let last = a.removeLast()
+        if !a.isEmpty {
+            a[0] = last
+            var i = 0
+            let n = a.count
+            while true {
+                let l = 2 * i + 1, r = l + 1
+                var m = i
+                if l < n && a[l] < a[m] { m = l }
+                if r < n && a[r] < a[m] { m = r }
+                if m == i { break }
+                a.swapAt(i, m)
+                i = m
+            }
+        }
+        return top
     }
 }

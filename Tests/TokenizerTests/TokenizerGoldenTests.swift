@@ -65,6 +65,19 @@ enum Fixtures {
                                  bosID: v.bos, eosID: v.eos, unknownID: v.unk, addBOS: v.add_bos)
     }()
 
+    /// Same vocabulary, but every word of two or more bytes goes through the heap-based merge.
+    static let smolHeap: BPETokenizer = {
+        let v = try! JSONDecoder().decode(SmolVocab.self, from: data("smollm2-vocab.json"))
+        let pairs = v.merges.map { m -> (String, String) in
+            let p = m.split(separator: " ")
+            return (String(p[0]), String(p[1]))
+        }
+        let added = v.token_types.enumerated().filter { $0.element == 3 || $0.element == 4 }.map { (id: Int32($0.offset), special: true) }
+        return try! BPETokenizer(tokens: v.tokens, mergePairs: pairs, added: added, preTokenizer: .smollm,
+                                 ignoreMerges: false, bosID: v.bos, eosID: v.eos, unknownID: v.unk, addBOS: false,
+                                 heapThreshold: 0)
+    }()
+
     static let tiny: BPETokenizer = try! BPETokenizer.fromTokenizerJSON(data("tiny-llama3-tokenizer.json"))
 }
 
@@ -121,6 +134,22 @@ final class TokenizerGoldenTests: XCTestCase {
 
     func testTinyLlama3Fuzz() {
         checkCases(Fixtures.tiny, Fixtures.goldens.fuzz_tiny_llama3, name: "tiny-llama3-fuzz")
+    }
+
+    func testHeapMergeMatchesGoldens() {
+        checkCases(Fixtures.smolHeap, Fixtures.goldens.smollm2, name: "smollm2-heap")
+        checkCases(Fixtures.smolHeap, Fixtures.goldens.fuzz_smollm2, name: "smollm2-heap-fuzz")
+    }
+
+    func testLongWordsStayFast() {
+        // One 200 kB "word": must not be quadratic.
+        let text = String(repeating: "abcdefghij", count: 20_000)
+        let start = Date()
+        let ids = Fixtures.smol.encode(text)
+        XCTAssertLessThan(Date().timeIntervalSince(start), 5)
+        XCTAssertEqual(Fixtures.smol.decode(ids), text)
+        let a = String(repeating: "a", count: 5000)
+        XCTAssertEqual(Fixtures.smol.encode(a), Fixtures.smolHeap.encode(a))
     }
 
     func testSmolLM2FromTokenizerJSON() throws {
@@ -210,18 +239,42 @@ final class TokenizerGoldenTests: XCTestCase {
         }
     }
 
+    /// ~1 MB of varied text: golden cases plus pseudo-random words (many distinct, so the word cache
+    /// does not hide the BPE cost). Prints throughput; not an assertion.
+    static func speedText() -> String {
+        var rng: UInt64 = 0x9E3779B97F4A7C15
+        func next() -> Int {
+            rng = rng &* 6364136223846793005 &+ 1442695040888963407
+            return Int(truncatingIfNeeded: rng >> 33)
+        }
+        let syllables = ["an", "chor", "ka", "ve", "to", "ken", "iz", "er", "ing", "the", "qu", "ick", "br", "own",
+                         "fox", "ju", "mp", "s", "la", "zy", "dog", "é", "ü", "日本", "語", "мир", "при", "вет"]
+        let punct = [" ", " ", " ", " ", " ", ", ", ". ", "\n", "  ", " (", ") ", ": ", " 1984 ", " 3.14 ", "'s "]
+        var text = Fixtures.goldens.smollm2.map(\.text).joined(separator: "\n")
+        text.reserveCapacity(1_100_000)
+        while text.utf8.count < 1_000_000 {
+            var w = ""
+            for _ in 0..<(1 + next() % 4) { w += syllables[next() % syllables.count] }
+            if next() % 7 == 0 { w = w.capitalized }
+            text += w
+            text += punct[next() % punct.count]
+        }
+        return text
+    }
+
     func testEncodeSpeed() {
         let tok = Fixtures.smol
-        var text = ""
-        let sample = Fixtures.goldens.smollm2.map(\.text).joined(separator: "\n")
-            + "\nThe quick brown fox jumps over the lazy dog, again and again, in 2024. "
-        while text.utf8.count < 1_000_000 { text += sample }
+        let text = Self.speedText()
         let start = Date()
         let ids = tok.encode(text)
         let secs = Date().timeIntervalSince(start)
         let mb = Double(text.utf8.count) / 1e6
         print(String(format: "[speed] encoded %.2f MB into %d tokens in %.3f s: %.2f MB/s, %.0f tokens/s",
                      mb, ids.count, secs, mb / secs, Double(ids.count) / secs))
+        let start2 = Date()
+        _ = tok.encode(text)
+        let secs2 = Date().timeIntervalSince(start2)
+        print(String(format: "[speed] again with warm word cache: %.2f MB/s", mb / secs2))
         XCTAssertEqual(tok.decode(ids), text)
     }
 }
