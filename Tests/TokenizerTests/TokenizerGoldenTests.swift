@@ -35,6 +35,8 @@ struct Goldens: Decodable {
     let streaming: [StreamingCase]
     let fuzz_smollm2: [GoldenCase]
     let fuzz_tiny_llama3: [GoldenCase]
+    let smollm2_vocab_gpt2: [GoldenCase]
+    let smollm2_vocab_llama3: [GoldenCase]
 }
 
 struct SmolVocab: Decodable {
@@ -58,11 +60,17 @@ enum Fixtures {
     static let goldens: Goldens = try! JSONDecoder().decode(Goldens.self, from: data("tokenizer_goldens.json"))
 
     /// SmolLM2 tokenizer built the way the GGUF loader builds it (tokens, merges, token types).
-    static let smol: BPETokenizer = {
-        let v = try! JSONDecoder().decode(SmolVocab.self, from: data("smollm2-vocab.json"))
-        precondition(v.pre == "smollm")
-        return try! BPETokenizer(tokens: v.tokens, merges: v.merges, tokenTypes: v.token_types, preTokenizer: .smollm,
+    static let smolVocab: SmolVocab = try! JSONDecoder().decode(SmolVocab.self, from: data("smollm2-vocab.json"))
+
+    static func smolVocabTokenizer(_ kind: PreTokenizerKind) -> BPETokenizer {
+        let v = smolVocab
+        return try! BPETokenizer(tokens: v.tokens, merges: v.merges, tokenTypes: v.token_types, preTokenizer: kind,
                                  bosID: v.bos, eosID: v.eos, unknownID: v.unk, addBOS: v.add_bos)
+    }
+
+    static let smol: BPETokenizer = {
+        precondition(smolVocab.pre == "smollm")
+        return smolVocabTokenizer(.smollm)
     }()
 
     /// Same vocabulary, but every word of two or more bytes goes through the heap-based merge.
@@ -150,6 +158,16 @@ final class TokenizerGoldenTests: XCTestCase {
         XCTAssertEqual(Fixtures.smol.decode(ids), text)
         let a = String(repeating: "a", count: 5000)
         XCTAssertEqual(Fixtures.smol.encode(a), Fixtures.smolHeap.encode(a))
+    }
+
+    func testGPT2PreTokenizerGoldens() {
+        checkCases(Fixtures.smolVocabTokenizer(.gpt2), Fixtures.goldens.smollm2_vocab_gpt2, name: "gpt2")
+    }
+
+    func testLlama3PreTokenizerOnSmolVocabGoldens() {
+        let tok = Fixtures.smolVocabTokenizer(.llama3)
+        XCTAssertTrue(tok.ignoreMerges)
+        checkCases(tok, Fixtures.goldens.smollm2_vocab_llama3, name: "llama3-smolvocab")
     }
 
     func testSmolLM2FromTokenizerJSON() throws {

@@ -209,6 +209,8 @@ def main():
     assert smol.encode("<|im_start|>user\nhi<|im_end|>").ids[0] == 1
     assert DEFAULT_SYSTEM in (v["chat_template"] or ""), "default system prompt changed"
 
+    gpt2 = build_tokenizer({**v, "pre": "gpt2"})
+    llama3 = build_tokenizer({**v, "pre": "llama3"})
     tiny = build_tiny_llama3()
     tiny.save(os.path.join(OUT, "tiny-llama3-tokenizer.json"), pretty=True)
     print(f"tiny vocab size {tiny.get_vocab_size()}")
@@ -251,6 +253,9 @@ def main():
         # Random strings over a pool of hard pieces (fixed seed).
         "fuzz_smollm2": run_cases(smol, fuzz_cases()),
         "fuzz_tiny_llama3": run_cases(tiny, fuzz_cases()),
+        # The SmolLM2 vocabulary under the other two pre-tokenizers (llama3 with ignore_merges, as llama.cpp).
+        "smollm2_vocab_gpt2": run_cases(gpt2, CASES + fuzz_cases(200)),
+        "smollm2_vocab_llama3": run_cases(llama3, CASES + fuzz_cases(200)),
     }
     write_json("tokenizer_goldens.json", goldens)
     print(f"{len(CASES)} cases")
