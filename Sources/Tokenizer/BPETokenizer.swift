@@ -102,7 +102,7 @@ public final class BPETokenizer: @unchecked Sendable {
         var bytesToID = [[UInt8]: Int32](minimumCapacity: ignoreMerges ? tokens.count : 0)
         for (i, t) in tokens.enumerated() {
             // First occurrence wins (HF vocab is a map; GGUF vocabularies may pad with duplicates).
-            if tokenToID[t] == nil { tokenToID[t] = Int32(i) }
+            if !t.isEmpty && tokenToID[t] == nil { tokenToID[t] = Int32(i) }
             let bytes = ByteLevel.decode(t)
             tokenBytes.append(bytes)
             if ignoreMerges && !t.isEmpty && ByteLevel.isByteLevel(t) && bytesToID[bytes] == nil {
