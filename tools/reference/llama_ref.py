@@ -128,13 +128,19 @@ class LlamaModel:
         self.final_norm = final_norm.astype(self.dtype)
         self.lm_head = None if lm_head is None else np.ascontiguousarray(lm_head, dtype=self.dtype)  # [V, H]
         self.inv_freq = rope_inv_freq(cfg)
+        # False: HF rotate-half RoPE (weights in HF row order, the reference default).
+        # True: GPT-J / llama.cpp interleaved RoPE (pairs 2i, 2i+1) for weights left in GGUF row
+        # order; only used by check_reference.py to verify the un-permutation claim.
+        self.rope_interleaved = False
 
     def astype(self, dtype) -> "LlamaModel":
         """Copy of the model with all weights and arithmetic in `dtype`."""
         dt = np.dtype(dtype)
         layers = [LayerWeights(**{k: np.ascontiguousarray(getattr(L, k), dtype=dt)
                                   for k in LayerWeights.__dataclass_fields__}) for L in self.layers]
-        return LlamaModel(self.cfg, self.embed, layers, self.final_norm, self.lm_head, dtype=dt)
+        m = LlamaModel(self.cfg, self.embed, layers, self.final_norm, self.lm_head, dtype=dt)
+        m.rope_interleaved = self.rope_interleaved
+        return m
 
     # -- pieces -------------------------------------------------------------
     def rmsnorm(self, x, w):
@@ -143,8 +149,19 @@ class LlamaModel:
 
     def rope_cos_sin(self, positions):
         ang = np.asarray(positions, dtype=np.float64)[:, None] * self.inv_freq[None, :]
-        emb = np.concatenate([ang, ang], axis=-1)  # [T, d]
+        if self.rope_interleaved:
+            emb = np.repeat(ang, 2, axis=-1)               # [T, d]: f0 f0 f1 f1 ...
+        else:
+            emb = np.concatenate([ang, ang], axis=-1)      # [T, d]: f0 f1 ... f0 f1 ...
         return np.cos(emb).astype(self.dtype), np.sin(emb).astype(self.dtype)
+
+    def apply_rope(self, x, cos, sin):
+        if self.rope_interleaved:
+            r = np.empty_like(x)
+            r[..., 0::2] = -x[..., 1::2]
+            r[..., 1::2] = x[..., 0::2]
+            return x * cos + r * sin
+        return x * cos + rotate_half(x) * sin
 
     def logits_from_hidden(self, h):
         W = self.embed if self.lm_head is None else self.lm_head
@@ -200,8 +217,8 @@ class LlamaModel:
             q = q.reshape(T, nh, d).transpose(1, 0, 2)     # [nh, T, d]
             k = k.reshape(T, nkv, d).transpose(1, 0, 2)    # [nkv, T, d]
             v = v.reshape(T, nkv, d).transpose(1, 0, 2)
-            q = q * cos + rotate_half(q) * sin
-            k = k * cos + rotate_half(k) * sin
+            q = self.apply_rope(q, cos, sin)
+            k = self.apply_rope(k, cos, sin)
             if cache is not None:
                 if len(cache.k) <= li:
                     cache.k.append(k)
