@@ -19,7 +19,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from llama_ref import LoRA, gguf_tokenizer, load_gguf, round_to_bf16  # noqa: E402
+from llama_ref import LoRA, gguf_tokenizer, load_gguf, round_to_bf16, write_safetensors  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 GOLDENS = os.path.join(ROOT, "Tests", "LLMTests", "Goldens")
@@ -141,21 +141,28 @@ def run_custom(model, ids, adds, lora):
 
 
 CAPTURE_LAYERS = (0, 14, 29)
+# RoPE is relative: shifting every position by a constant (0..11 -> 1..12) leaves the output
+# unchanged (exactly, up to rounding).  This variant uses non-uniformly spaced positions so an
+# engine that ignores explicit position ids fails it.
+GAP_POSITIONS = [1, 2, 3, 4, 5, 6, 20, 21, 22, 23, 24, 40]
 
 
 def make_custom_golden(model, tok, json_path, lora_path):
-    from safetensors.numpy import save_file
+    from safetensors.numpy import load_file
 
     ids, adds, lora = custom_inputs(model, tok)
     tensors = {}
     for i in range(model.cfg.num_layers):
-        tensors[f"layers.{i}.q_proj.lora_A"] = lora.q_A[i]
-        tensors[f"layers.{i}.q_proj.lora_B"] = lora.q_B[i]
-        tensors[f"layers.{i}.v_proj.lora_A"] = lora.v_A[i]
-        tensors[f"layers.{i}.v_proj.lora_B"] = lora.v_B[i]
-    save_file(tensors, lora_path, metadata={"rank": str(LORA_RANK), "scale": str(LORA_SCALE),
+        tensors[f"layers.{i}.q_proj.lora_A"] = ("F32", lora.q_A[i])
+        tensors[f"layers.{i}.q_proj.lora_B"] = ("F32", lora.q_B[i])
+        tensors[f"layers.{i}.v_proj.lora_A"] = ("F32", lora.v_A[i])
+        tensors[f"layers.{i}.v_proj.lora_B"] = ("F32", lora.v_B[i])
+    # own writer: deterministic header (safetensors' Rust writer orders __metadata__ randomly)
+    write_safetensors(lora_path, tensors, metadata={"rank": str(LORA_RANK), "scale": str(LORA_SCALE),
                                             "targets": "q_proj,v_proj",
                                             "convention": "delta = scale * (x @ A) @ B; A [in, rank], B [rank, out]; HF row order"})
+    back = load_file(lora_path)
+    assert all(np.array_equal(back[k], v[1]) for k, v in tensors.items())
     res = run_custom(model, ids, adds, lora)
     out = {
         "model": "SmolLM2-135M-Instruct.Q4_1.gguf",
@@ -176,8 +183,20 @@ def make_custom_golden(model, tok, json_path, lora_path):
         "capture_note": "K = k_proj output before RoPE (no LoRA on k); V = v_proj output incl. LoRA delta; "
                         "shape [12, 192]: rows = tokens, columns = kv_head*64 + dim in HF (un-permuted) order",
     }
+    gap = model.forward(ids, positions=np.asarray(GAP_POSITIONS), causal=False, embed_additions=adds,
+                        lora=lora, logits_rows=[0, 11])
+    out["position_variant"] = {
+        "note": "same inputs (ids, additions, LoRA, bidirectional) but these positions; "
+                "positions 1..12 alone cannot detect a constant position offset",
+        "positions": GAP_POSITIONS,
+        "final_hidden_rows": [0, 11],
+        "final_hidden": [r6(gap["hidden"][0]), r6(gap["hidden"][11])],
+        "logits_subset": [r6(row[0::SUBSET_STRIDE]) for row in gap["logits"]],
+        "max_abs_logit_diff_vs_main": r6(np.abs(gap["logits"] - res["logits"]).max()),
+    }
     with open(json_path, "w") as f:
         json.dump(out, f, separators=(",", ":"))
+    print(f"  custom: position variant changes logits by up to {np.abs(gap['logits'] - res['logits']).max():.4f}")
     return res
 
 
