@@ -39,7 +39,7 @@ let package = Package(
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
         .testTarget(name: "ModelFormatsTests", dependencies: ["ModelFormats"], resources: [.copy("Goldens")]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer"], resources: [.copy("Goldens")]),
-        .testTarget(name: "LLMTests", dependencies: ["LLM"], resources: [.copy("Goldens")]),
+        .testTarget(name: "LLMTests", dependencies: ["LLM", "ModelFormats"], resources: [.copy("Goldens")]),
         .testTarget(name: "SystemLibrariesTests", dependencies: ["CRocksDB", "CLZ4", "COpenBLAS"]),
     ]
 )

@@ -205,9 +205,11 @@ void akv_attention_head_rows(const float *q, int64_t ldq, const float *k, const 
     }
 }
 
-// ---- Integer decode path: int8 activations x 4/8-bit weights (AVX2 maddubs). ----
+// ---- Integer decode path: int16 activations x 4/8-bit weights (AVX2 madd_epi16). ----
+// int16 keeps activation rounding ~1e-5 relative (int8, as llama.cpp uses, moved SmolLM2
+// logits by up to ~1 through outlier channels) while the weights stay integer too.
 
-void akv_quantize_q8(const float *x, int64_t cols, int8_t *xq, float *xd, float *xsum) {
+void akv_quantize_q16(const float *x, int64_t cols, int16_t *xq, float *xd, float *xsum) {
     const __m256 sign_mask = _mm256_set1_ps(-0.0f);
     for (int64_t b = 0; b < cols / 32; b++) {
         const float *xb = x + b * 32;
@@ -220,95 +222,83 @@ void akv_quantize_q8(const float *x, int64_t cols, int8_t *xq, float *xd, float 
         m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
         m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
         const float m = _mm_cvtss_f32(m4);
-        const float d = m / 127.0f, id = m > 0 ? 127.0f / m : 0.0f;
+        const float d = m / 32767.0f, id = m > 0 ? 32767.0f / m : 0.0f;
         const __m256 vid = _mm256_set1_ps(id);
         __m256i q[4];
         for (int i = 0; i < 4; i++) q[i] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v[i], vid), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-        // Sum of the quants, for the offset terms of Q4_0/Q4_1.
         __m256i s = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
         __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
         s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4E));
         s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xB1));
-        // Pack int32 -> int8 and undo the lane interleave of the packs.
-        __m256i p01 = _mm256_packs_epi32(q[0], q[1]), p23 = _mm256_packs_epi32(q[2], q[3]);
-        __m256i p = _mm256_packs_epi16(p01, p23);
-        p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-        _mm256_storeu_si256((__m256i *)(xq + b * 32), p);
+        // packs works per 128-bit lane; the permute restores element order.
+        __m256i p01 = _mm256_permute4x64_epi64(_mm256_packs_epi32(q[0], q[1]), 0xD8);
+        __m256i p23 = _mm256_permute4x64_epi64(_mm256_packs_epi32(q[2], q[3]), 0xD8);
+        _mm256_storeu_si256((__m256i *)(xq + b * 32), p01);
+        _mm256_storeu_si256((__m256i *)(xq + b * 32 + 16), p23);
         xd[b] = d;
         xsum[b] = d * (float)_mm_cvtsi128_si32(s4);
     }
 }
 
-static inline __m256 dot_u8s8_ps(__m256i u, __m256i s) {
-    const __m256i ones = _mm256_set1_epi16(1);
-    return _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(u, s), ones));
+// Sum over a 32-element block of w[i] * x[i] as 8 int32 lanes; w given as two halves of 16 bytes.
+static inline __m256 block_dot16(__m128i w_lo16, __m128i w_hi16, int w_signed, const int16_t *x) {
+    const __m256i a = w_signed ? _mm256_cvtepi8_epi16(w_lo16) : _mm256_cvtepu8_epi16(w_lo16);
+    const __m256i b = w_signed ? _mm256_cvtepi8_epi16(w_hi16) : _mm256_cvtepu8_epi16(w_hi16);
+    const __m256i p = _mm256_add_epi32(_mm256_madd_epi16(a, _mm256_loadu_si256((const __m256i *)x)),
+                                       _mm256_madd_epi16(b, _mm256_loadu_si256((const __m256i *)(x + 16))));
+    return _mm256_cvtepi32_ps(p);
 }
 
-// 32 nibbles of a Q4 block as bytes: low nibbles are elements 0..15, high nibbles 16..31.
-static inline __m256i unpack_nibbles(const uint8_t *qs) {
-    const __m128i raw = _mm_loadu_si128((const __m128i *)qs);
-    const __m256i both = _mm256_set_m128i(_mm_srli_epi16(raw, 4), raw);
-    return _mm256_and_si256(both, _mm256_set1_epi8(0x0f));
-}
-
-static float dot_q4_1_q8(const uint8_t *row, const int8_t *xq, const float *xd, const float *xsum, int64_t nb) {
+static float dot_q4_1_q16(const uint8_t *row, const int16_t *xq, const float *xd, const float *xsum, int64_t nb) {
+    const __m128i mask = _mm_set1_epi8(0x0f);
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     float accm = 0.0f;
-    int64_t b = 0;
-    for (; b + 2 <= nb; b += 2) {
-        const uint8_t *b0 = row + b * 20, *b1 = b0 + 20;
-        __m256 p0 = dot_u8s8_ps(unpack_nibbles(b0 + 4), _mm256_loadu_si256((const __m256i *)(xq + b * 32)));
-        __m256 p1 = dot_u8s8_ps(unpack_nibbles(b1 + 4), _mm256_loadu_si256((const __m256i *)(xq + b * 32 + 32)));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16_load(b0) * xd[b]), p0, acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(f16_load(b1) * xd[b + 1]), p1, acc1);
-        accm += f16_load(b0 + 2) * xsum[b] + f16_load(b1 + 2) * xsum[b + 1];
-    }
-    for (; b < nb; b++) {
-        const uint8_t *b0 = row + b * 20;
-        __m256 p0 = dot_u8s8_ps(unpack_nibbles(b0 + 4), _mm256_loadu_si256((const __m256i *)(xq + b * 32)));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16_load(b0) * xd[b]), p0, acc0);
-        accm += f16_load(b0 + 2) * xsum[b];
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *blk = row + b * 20;
+        const __m128i raw = _mm_loadu_si128((const __m128i *)(blk + 4));
+        const __m256 p = block_dot16(_mm_and_si128(raw, mask), _mm_and_si128(_mm_srli_epi16(raw, 4), mask), 0, xq + b * 32);
+        const __m256 sc = _mm256_set1_ps(f16_load(blk) * xd[b]);
+        if (b & 1) acc1 = _mm256_fmadd_ps(sc, p, acc1); else acc0 = _mm256_fmadd_ps(sc, p, acc0);
+        accm += f16_load(blk + 2) * xsum[b];
     }
     return hsum256(_mm256_add_ps(acc0, acc1)) + accm;
 }
 
-static float dot_q4_0_q8(const uint8_t *row, const int8_t *xq, const float *xd, const float *xsum, int64_t nb) {
+static float dot_q4_0_q16(const uint8_t *row, const int16_t *xq, const float *xd, const float *xsum, int64_t nb) {
+    const __m128i mask = _mm_set1_epi8(0x0f);
     __m256 acc = _mm256_setzero_ps();
     float acco = 0.0f;
     for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *b0 = row + b * 18;
-        const float d = f16_load(b0);
-        __m256 p = dot_u8s8_ps(unpack_nibbles(b0 + 2), _mm256_loadu_si256((const __m256i *)(xq + b * 32)));
+        const uint8_t *blk = row + b * 18;
+        const float d = f16_load(blk);
+        const __m128i raw = _mm_loadu_si128((const __m128i *)(blk + 2));
+        const __m256 p = block_dot16(_mm_and_si128(raw, mask), _mm_and_si128(_mm_srli_epi16(raw, 4), mask), 0, xq + b * 32);
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d * xd[b]), p, acc);
         acco += d * xsum[b];
     }
     return hsum256(acc) - 8.0f * acco;  // nibble - 8
 }
 
-static float dot_q8_0_q8(const uint8_t *row, const int8_t *xq, const float *xd, int64_t nb) {
+static float dot_q8_0_q16(const uint8_t *row, const int16_t *xq, const float *xd, int64_t nb) {
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int64_t b = 0;
-    for (; b < nb; b++) {
-        const uint8_t *b0 = row + b * 34;
-        const __m256i w = _mm256_loadu_si256((const __m256i *)(b0 + 2));
-        const __m256i x = _mm256_loadu_si256((const __m256i *)(xq + b * 32));
-        // maddubs needs an unsigned operand: |w| with w's sign moved onto x.
-        __m256 p = dot_u8s8_ps(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
-        if (b & 1) acc1 = _mm256_fmadd_ps(_mm256_set1_ps(f16_load(b0) * xd[b]), p, acc1);
-        else acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16_load(b0) * xd[b]), p, acc0);
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *blk = row + b * 34;
+        const __m256 p = block_dot16(_mm_loadu_si128((const __m128i *)(blk + 2)), _mm_loadu_si128((const __m128i *)(blk + 18)), 1, xq + b * 32);
+        const __m256 sc = _mm256_set1_ps(f16_load(blk) * xd[b]);
+        if (b & 1) acc1 = _mm256_fmadd_ps(sc, p, acc1); else acc0 = _mm256_fmadd_ps(sc, p, acc0);
     }
     return hsum256(_mm256_add_ps(acc0, acc1));
 }
 
-int akv_gemv_quant_q8(uint32_t ggml_type, const void *w, int64_t row_bytes, const int8_t *xq, const float *xd,
-                      const float *xsum, float *y, int64_t cols, int64_t row_begin, int64_t row_end) {
+int akv_gemv_quant_q16(uint32_t ggml_type, const void *w, int64_t row_bytes, const int16_t *xq, const float *xd,
+                       const float *xsum, float *y, int64_t cols, int64_t row_begin, int64_t row_end) {
     if (cols % 32 != 0) return -1;
     const uint8_t *base = (const uint8_t *)w;
     const int64_t nb = cols / 32;
     switch (ggml_type) {
-    case 3: for (int64_t r = row_begin; r < row_end; r++) y[r] = dot_q4_1_q8(base + r * row_bytes, xq, xd, xsum, nb); return 0;
-    case 2: for (int64_t r = row_begin; r < row_end; r++) y[r] = dot_q4_0_q8(base + r * row_bytes, xq, xd, xsum, nb); return 0;
-    case 8: for (int64_t r = row_begin; r < row_end; r++) y[r] = dot_q8_0_q8(base + r * row_bytes, xq, xd, nb); return 0;
+    case 3: for (int64_t r = row_begin; r < row_end; r++) y[r] = dot_q4_1_q16(base + r * row_bytes, xq, xd, xsum, nb); return 0;
+    case 2: for (int64_t r = row_begin; r < row_end; r++) y[r] = dot_q4_0_q16(base + r * row_bytes, xq, xd, xsum, nb); return 0;
+    case 8: for (int64_t r = row_begin; r < row_end; r++) y[r] = dot_q8_0_q16(base + r * row_bytes, xq, xd, nb); return 0;
     default: return -1;
     }
 }

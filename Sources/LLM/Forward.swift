@@ -29,6 +29,9 @@ public struct ForwardOptions: Sendable {
     public var computeLogits = true
     /// Rows whose pre-RoPE keys and values are captured from every layer.
     public var captureRows: [Int]?
+    /// Single-token steps use int8 activations with integer dot products (llama.cpp's decode
+    /// scheme); false keeps fp32 activations (slower, bit-closer to the reference).
+    public var integerDecode = Kernels.integerDecode
 
     public init(positions: [Int32]? = nil, attention: AttentionMask = .causal,
                 embeddingAdditions: [(row: Int, vector: [Float])] = [], lora: LoRAWeights? = nil,
@@ -148,8 +151,8 @@ public final class InferenceSession: @unchecked Sendable {
             Kernels.rmsNorm(x, weight: lw.attnNorm.pointer, out: h, rows: T, n: H, eps: c.rmsNormEps)
             let kNew = cache.keys(layer: l) + P * kvd     // [T, kvd]
             let vNew = cache.values(layer: l) + P * kvd   // [T, kvd]
-            lw.k.apply(h, rows: T, out: kNew)
-            lw.v.apply(h, rows: T, out: vNew)
+            lw.k.apply(h, rows: T, out: kNew, integerDot: options.integerDecode)
+            lw.v.apply(h, rows: T, out: vNew, integerDot: options.integerDecode)
             if let lora = options.lora, let pv = lora.v[l] { pv.apply(h, rows: T, y: vNew, scale: lora.scale, tmp: loraTmp.pointer) }
             if !capture.isEmpty {
                 var kc = [Float](repeating: 0, count: capture.count * kvd), vc = kc
@@ -161,7 +164,7 @@ public final class InferenceSession: @unchecked Sendable {
             model.rope.apply(kNew, rows: T, ld: kvd, heads: c.kvHeadCount, cos: ropeCos.pointer, sin: ropeSin.pointer)
             if isLast && !needFinal { break }  // the last layer's K/V are all the caller needs
 
-            lw.q.apply(h, rows: T, out: q)
+            lw.q.apply(h, rows: T, out: q, integerDot: options.integerDecode)
             if let lora = options.lora, let pq = lora.q[l] { pq.apply(h, rows: T, y: q, scale: lora.scale, tmp: loraTmp.pointer) }
             model.rope.apply(q, rows: T, ld: qd, heads: c.headCount, cos: ropeCos.pointer, sin: ropeSin.pointer)
             if isLast && outRows.count < T {
@@ -175,13 +178,13 @@ public final class InferenceSession: @unchecked Sendable {
             }
             let visible: [Int64] = rowIndex.map { options.attention == .causal ? Int64(P + $0 + 1) : Int64(P + T) }
             attention(layer: l, q: q, rows: rows, visible: visible, out: attn)
-            lw.o.apply(attn, rows: rows, out: x, accumulate: true)
+            lw.o.apply(attn, rows: rows, out: x, accumulate: true, integerDot: options.integerDecode)
 
             Kernels.rmsNorm(x, weight: lw.ffnNorm.pointer, out: h, rows: rows, n: H, eps: c.rmsNormEps)
-            lw.gate.apply(h, rows: rows, out: gate)
-            lw.up.apply(h, rows: rows, out: up)
+            lw.gate.apply(h, rows: rows, out: gate, integerDot: options.integerDecode)
+            lw.up.apply(h, rows: rows, out: up, integerDot: options.integerDecode)
             Kernels.siluMul(gate, up, count: rows * F)
-            lw.down.apply(gate, rows: rows, out: x, accumulate: true)
+            lw.down.apply(gate, rows: rows, out: x, accumulate: true, integerDot: options.integerDecode)
         }
         cache.commit(rows: T)
         cache.nextPosition = positions[T - 1] + 1
@@ -193,7 +196,7 @@ public final class InferenceSession: @unchecked Sendable {
             result.hidden = Array(UnsafeBufferPointer(start: h, count: n * H))
             if options.computeLogits {
                 var logits = [Float](repeating: 0, count: n * c.vocabSize)
-                logits.withUnsafeMutableBufferPointer { w.lmHead.apply(h, rows: n, out: $0.baseAddress!) }
+                logits.withUnsafeMutableBufferPointer { w.lmHead.apply(h, rows: n, out: $0.baseAddress!, integerDot: false) }
                 result.logits = logits
             }
         }
@@ -235,9 +238,8 @@ public final class InferenceSession: @unchecked Sendable {
                     let width = Int((c0..<c0 + n).map { visPtr[$0] }.max()!)
                     BLAS.gemmTransB(m: n, n: width, k: hd, alpha: scale, a: q + c0 * qd + hh * hd, lda: qd,
                                     b: K + g * hd, ldb: kvd, c: sc, ldc: width)
-                    Parallel.forRanges(n, minPerWorker: 16) { rr in
-                        for r in rr { akv_softmax_prefix(sc + r * width, visPtr[c0 + r], Int64(width)) }
-                    }
+                    // Inline: between two multi-threaded sgemm calls, handing rows to other threads costs more than it saves.
+                    for r in 0..<n { akv_softmax_prefix(sc + r * width, visPtr[c0 + r], Int64(width)) }
                     BLAS.gemm(m: n, n: hd, k: width, a: sc, lda: width, b: V + g * hd, ldb: kvd,
                               c: out + c0 * qd + hh * hd, ldc: qd)
                     c0 += n

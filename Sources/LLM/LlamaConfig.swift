@@ -97,8 +97,15 @@ public struct LlamaConfig: Sendable, Equatable {
             guard let v = json[k] as? NSNumber else { throw LLMError.invalidConfig("config.json lacks integer '\(k)'") }
             return v.intValue
         }
-        if let arch = json["model_type"] as? String, !["llama", "mistral", "smollm", "smollm2"].contains(arch) {
+        // Llama only: Mistral's sliding window, Qwen's biases etc. would silently compute something else.
+        if let arch = json["model_type"] as? String, arch != "llama" {
             throw LLMError.unsupportedArchitecture(arch)
+        }
+        if let act = json["hidden_act"] as? String, act != "silu" {
+            throw LLMError.invalidConfig("hidden_act '\(act)' is not supported (Llama uses silu)")
+        }
+        if (json["attention_bias"] as? Bool) == true || (json["mlp_bias"] as? Bool) == true {
+            throw LLMError.invalidConfig("attention_bias/mlp_bias are not supported (Llama has no biases)")
         }
         let hidden = try int("hidden_size"), heads = try int("num_attention_heads")
         let headDim = (json["head_dim"] as? NSNumber)?.intValue ?? hidden / heads

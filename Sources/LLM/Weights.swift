@@ -26,7 +26,8 @@ public final class Linear: @unchecked Sendable {
     }
 
     /// out[rows, outFeatures] = x[rows, inFeatures] W^T  (+ out when accumulate)
-    public func apply(_ x: UnsafePointer<Float>, rows: Int, out: UnsafeMutablePointer<Float>, accumulate: Bool = false) {
+    public func apply(_ x: UnsafePointer<Float>, rows: Int, out: UnsafeMutablePointer<Float>, accumulate: Bool = false,
+                      integerDot: Bool = Kernels.integerDecode) {
         if rows == 1 || weight == nil {
             let tmp = accumulate ? FloatBuffer(count: outFeatures, zeroed: false) : nil
             for r in 0..<rows {
@@ -34,7 +35,7 @@ public final class Linear: @unchecked Sendable {
                 let yr = tmp?.pointer ?? (out + r * outFeatures)
                 if let q = quantized,
                    Kernels.gemvQuantized(type: q.type, weights: q.storage.pointer, rowBytes: q.rowBytes,
-                                         rows: outFeatures, cols: inFeatures, x: xr, y: yr) {
+                                         rows: outFeatures, cols: inFeatures, x: xr, y: yr, integerDot: integerDot) {
                 } else if let w = weight {
                     Kernels.gemv(weights: w.pointer, ld: inFeatures, rows: outFeatures, cols: inFeatures, x: xr, y: yr)
                 } else {

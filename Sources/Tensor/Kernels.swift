@@ -15,9 +15,9 @@ public enum Kernels {
         akv_silu_mul(gate, up, Int64(count))
     }
 
-    /// Decode mat-vecs quantize the activation to int8 blocks and use integer dot products, as
-    /// llama.cpp does (~3x faster, logits within ~1e-2). ANCHORKV_EXACT_DECODE=1 keeps fp32
-    /// activations instead (what the golden tests use for tight tolerances).
+    /// Decode mat-vecs quantize the activation to int16 blocks and use integer dot products
+    /// (~2x faster than fp32 activations, logits within ~1e-3 of them). ANCHORKV_EXACT_DECODE=1
+    /// keeps fp32 activations.
     public static let integerDecode: Bool = {
         guard let v = getenv("ANCHORKV_EXACT_DECODE") else { return true }
         return String(cString: v) != "1"
@@ -26,22 +26,23 @@ public enum Kernels {
     /// y[rows] = W[rows, cols] x for a quantized ggml matrix, rows split over workers.
     /// Returns false when the type has no decode kernel.
     public static func gemvQuantized(type: UInt32, weights: UnsafeRawPointer, rowBytes: Int, rows: Int, cols: Int,
-                                     x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) -> Bool {
+                                     x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
+                                     integerDot: Bool = integerDecode) -> Bool {
         guard type == 2 || type == 3 || type == 8, cols % 32 == 0 else { return false }
-        guard integerDecode else {
+        guard integerDot else {
             Parallel.forRanges(rows, minPerWorker: 64) { r in
                 _ = akv_gemv_quant(type, weights, Int64(rowBytes), x, y, Int64(cols), Int64(r.lowerBound), Int64(r.upperBound))
             }
             return true
         }
         let nb = cols / 32
-        withUnsafeTemporaryAllocation(of: Int8.self, capacity: cols) { xq in
+        withUnsafeTemporaryAllocation(of: Int16.self, capacity: cols) { xq in
             withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * nb) { scales in
                 let xd = scales.baseAddress!, xsum = xd + nb
-                akv_quantize_q8(x, Int64(cols), xq.baseAddress!, xd, xsum)
+                akv_quantize_q16(x, Int64(cols), xq.baseAddress!, xd, xsum)
                 let q = UnsafePointer(xq.baseAddress!), d = UnsafePointer(xd), s = UnsafePointer(xsum)
                 Parallel.forRanges(rows, minPerWorker: 64) { r in
-                    _ = akv_gemv_quant_q8(type, weights, Int64(rowBytes), q, d, s, y, Int64(cols), Int64(r.lowerBound), Int64(r.upperBound))
+                    _ = akv_gemv_quant_q16(type, weights, Int64(rowBytes), q, d, s, y, Int64(cols), Int64(r.lowerBound), Int64(r.upperBound))
                 }
             }
         }

@@ -1,8 +1,8 @@
-import Dispatch
+import CKernels
 import Foundation
 
 /// Splits row ranges across a fixed number of workers (the machine has 2 cores; OpenBLAS
-/// owns the threads during sgemm, these are used for mat-vec and attention kernels).
+/// owns its own threads during sgemm, these run the mat-vec and attention kernels).
 public enum Parallel {
     /// Worker count: ANCHORKV_THREADS, else the active processor count.
     public static let workers: Int = {
@@ -10,20 +10,27 @@ public enum Parallel {
         return max(1, ProcessInfo.processInfo.activeProcessorCount)
     }()
 
-    /// Calls body with disjoint sub-ranges covering 0..<count. Small jobs run inline.
+    /// Calls body with disjoint sub-ranges covering 0..<count on the CKernels spin pool.
+    /// Small jobs, and calls made while another thread holds the pool, run inline.
     public static func forRanges(_ count: Int, minPerWorker: Int = 1, _ body: (Range<Int>) -> Void) {
         let n = min(workers, max(1, count / max(minPerWorker, 1)))
         if n <= 1 { body(0..<count); return }
-        // The body only touches disjoint rows of caller-owned buffers; concurrentPerform
-        // returns before this function does, so the non-escaping closure is safe to share.
+        startPool
+        // The pool returns only after every part ran, so the non-escaping closure outlives its use.
         withoutActuallyEscaping(body) { body in
-            let shared = UncheckedSendable(body)
-            DispatchQueue.concurrentPerform(iterations: n) { w in
-                let lo = count * w / n, hi = count * (w + 1) / n
-                if lo < hi { shared.value(lo..<hi) }
+            var job = body
+            withUnsafeMutablePointer(to: &job) { ctx in
+                akv_pool_run(Int64(count), Int64(n), { ctx, lo, hi in
+                    ctx!.assumingMemoryBound(to: ((Range<Int>) -> Void).self).pointee(Int(lo)..<Int(hi))
+                }, ctx)
             }
         }
     }
+
+    private static let startPool: Void = {
+        akv_pool_set_threads(Int32(workers))
+        _ = akv_pool_threads()
+    }()
 }
 
 /// Wraps a value whose thread safety the caller guarantees (disjoint writes, joined before use).

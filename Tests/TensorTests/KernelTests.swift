@@ -99,20 +99,20 @@ final class KernelTests: XCTestCase {
             XCTAssertEqual(akv_gemv_quant(type, bytes, Int64(rowBytes), x, &y, Int64(cols), 0, Int64(rows)), 0)
             for r in 0..<rows { XCTAssertEqual(Double(y[r]), want[r], accuracy: 1e-5 * norm[r], "fp32 path type \(type) row \(r)") }
 
-            // Integer path: error bounded by the int8 rounding of x (half a step per element).
-            var xq = [Int8](repeating: 0, count: cols), xd = [Float](repeating: 0, count: cols / 32), xs = xd
-            akv_quantize_q8(x, Int64(cols), &xq, &xd, &xs)
+            // Integer path: error bounded by the int16 rounding of x (half a step per element).
+            var xq = [Int16](repeating: 0, count: cols), xd = [Float](repeating: 0, count: cols / 32), xs = xd
+            akv_quantize_q16(x, Int64(cols), &xq, &xd, &xs)
             for i in 0..<cols {
-                XCTAssertEqual(Double(xq[i]) * Double(xd[i / 32]), Double(x[i]), accuracy: Double(xd[i / 32]) * 0.5 + 1e-7, "q8 element \(i)")
+                XCTAssertEqual(Double(xq[i]) * Double(xd[i / 32]), Double(x[i]), accuracy: Double(xd[i / 32]) * 0.5 + 1e-7, "q16 element \(i)")
             }
             for b in 0..<cols / 32 {
                 XCTAssertEqual(Double(xs[b]), Double(xd[b]) * Double((0..<32).reduce(0) { $0 + Int(xq[b * 32 + $1]) }), accuracy: 1e-4)
             }
             var yq = [Float](repeating: 0, count: rows)
-            XCTAssertEqual(akv_gemv_quant_q8(type, bytes, Int64(rowBytes), xq, xd, xs, &yq, Int64(cols), 0, Int64(rows)), 0)
+            XCTAssertEqual(akv_gemv_quant_q16(type, bytes, Int64(rowBytes), xq, xd, xs, &yq, Int64(cols), 0, Int64(rows)), 0)
             for r in 0..<rows {
                 let bound = (0..<cols).reduce(0.0) { $0 + Swift.abs(Double(dense[r * cols + $1])) * Double(xd[$1 / 32]) * 0.5 }
-                XCTAssertEqual(Double(yq[r]), want[r], accuracy: bound + 1e-5 * norm[r], "int8 path type \(type) row \(r)")
+                XCTAssertEqual(Double(yq[r]), want[r], accuracy: bound + 1e-5 * norm[r], "int16 path type \(type) row \(r)")
             }
         }
         XCTAssertEqual(akv_gemv_quant(14, [UInt8](repeating: 0, count: 210), 210, [Float](repeating: 0, count: 256), nil, 256, 0, 0), -1)

@@ -2,3 +2,4 @@
 #pragma once
 #include "akv_kernels.h"
 #include "akv_dequant.h"
+#include "akv_pool.h"

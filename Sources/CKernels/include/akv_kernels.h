@@ -28,14 +28,14 @@ void akv_softmax_prefix(float *x, int64_t n, int64_t width);
 int akv_gemv_quant(uint32_t ggml_type, const void *w, int64_t row_bytes, const float *x, float *y,
                    int64_t cols, int64_t row_begin, int64_t row_end);
 
-/// Quantizes x (cols, a multiple of 32) to int8 blocks of 32 for the integer mat-vec below:
-/// xq = round(x / d) with d = max|x| / 127 per block; xd[b] = d; xsum[b] = d * sum(xq in block).
-void akv_quantize_q8(const float *x, int64_t cols, int8_t *xq, float *xd, float *xsum);
+/// Quantizes x (cols, a multiple of 32) to int16 blocks of 32 for the integer mat-vec below:
+/// xq = round(x / d) with d = max|x| / 32767 per block; xd[b] = d; xsum[b] = d * sum(xq in block).
+void akv_quantize_q16(const float *x, int64_t cols, int16_t *xq, float *xd, float *xsum);
 
-/// Integer-dot variant of akv_gemv_quant on activations quantized by akv_quantize_q8 (what
-/// llama.cpp does for decode): 3-4x fewer instructions per weight. Same type support and return.
-int akv_gemv_quant_q8(uint32_t ggml_type, const void *w, int64_t row_bytes, const int8_t *xq, const float *xd,
-                      const float *xsum, float *y, int64_t cols, int64_t row_begin, int64_t row_end);
+/// Integer-dot variant of akv_gemv_quant on activations quantized by akv_quantize_q16:
+/// about 2x fewer instructions per weight, same type support and return values.
+int akv_gemv_quant_q16(uint32_t ggml_type, const void *w, int64_t row_bytes, const int16_t *xq, const float *xd,
+                       const float *xsum, float *y, int64_t cols, int64_t row_begin, int64_t row_end);
 
 /// y[r] = dot(W[r,:], x) for an fp32 row-major matrix (used where BLAS call overhead dominates).
 void akv_gemv_f32_rows(const float *w, int64_t ld, const float *x, float *y, int64_t cols,
