@@ -25,6 +25,12 @@ else
     log "Debian packages present"
 fi
 
+# numpy for the Python tool tests (tools/*/test_*.py); nothing heavier is needed by tests.
+if ! python3 -c "import numpy" 2>/dev/null; then
+    log "installing numpy (pip)"
+    python3 -m pip install --quiet "numpy==2.4.6" || python3 -m pip install --quiet numpy
+fi
+
 sha_ok() { [ -f "$1" ] && [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$MODEL_SHA256" ]; }
 
 mkdir -p models

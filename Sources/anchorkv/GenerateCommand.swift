@@ -13,19 +13,19 @@ struct GenerateCommand: ParsableCommand {
     @Option(name: .long, help: "The prompt text.") var prompt: String
     @Flag(name: .long, help: "Wrap the prompt as a user turn in the model's chat template (ChatML).") var chat = false
     @Option(name: .long, help: "System prompt for --chat (default: the model's own).") var system: String?
-    @Option(name: .long, help: "Maximum number of tokens to generate.") var maxTokens = 128
-    @Option(name: .long, help: "Sampling temperature; 0 is greedy.") var temperature: Float = 0
-    @Option(name: .long, help: "Nucleus sampling mass (with --temperature > 0).") var topP: Float = 0.95
-    @Option(name: .long, help: "Random seed for sampling.") var seed: UInt64 = 0
+    @Option(name: .long, help: "Maximum number of tokens to generate (default 128, or the config file's).") var maxTokens: Int?
+    @Option(name: .long, help: "Sampling temperature; 0 is greedy (the default).") var temperature: Float?
+    @Option(name: .long, help: "Nucleus sampling mass, with --temperature > 0 (default 0.95).") var topP: Float?
+    @Option(name: .long, help: "Random seed for sampling (default 0).") var seed: UInt64?
     @Flag(name: .long, help: "Print the statistics as one JSON object on stderr.") var json = false
 
-    func validate() throws {
+    func run() throws {
+        let cfg = try modelOptions.appConfig()
+        let maxTokens = self.maxTokens ?? cfg.maxTokens, temperature = self.temperature ?? cfg.temperature
+        let topP = self.topP ?? cfg.topP, seed = self.seed ?? cfg.seed
         guard maxTokens > 0 else { throw ValidationError("--max-tokens must be positive") }
         guard temperature >= 0 else { throw ValidationError("--temperature must be >= 0") }
         guard topP > 0, topP <= 1 else { throw ValidationError("--top-p must be in (0, 1]") }
-    }
-
-    func run() throws {
         let model = try modelOptions.load()
         let tok = model.tokenizer
         var text = prompt

@@ -1,0 +1,49 @@
+import Foundation
+
+/// Settings from config/anchorkv.json (or --config / $ANCHORKV_CONFIG). Flags override the
+/// environment, which overrides this file, which overrides the built-in defaults.
+struct AppConfig {
+    var model: String?
+    var threads: Int?
+    var maxTokens = 128
+    var temperature: Float = 0
+    var topP: Float = 0.95
+    var seed: UInt64 = 0
+    /// Where the file was found (for relative paths and for messages), nil when none was.
+    var source: URL?
+
+    static func load(explicitPath: String?) throws -> AppConfig {
+        let env = ProcessInfo.processInfo.environment
+        var url: URL?
+        if let p = explicitPath ?? env["ANCHORKV_CONFIG"] {
+            url = URL(fileURLWithPath: p)
+            guard FileManager.default.fileExists(atPath: p) else { throw CLIError("config file \(p) does not exist") }
+        } else {
+            var dir = URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
+            for _ in 0..<8 {
+                let candidate = dir.appendingPathComponent("config/anchorkv.json")
+                if FileManager.default.fileExists(atPath: candidate.path) { url = candidate; break }
+                dir.deleteLastPathComponent()
+            }
+        }
+        var c = AppConfig()
+        guard let url else { return c }
+        c.source = url
+        guard let data = try? Data(contentsOf: url),
+              let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw CLIError("config file \(url.path) is not a JSON object; fix it or pass --config PATH")
+        }
+        let root = url.deletingLastPathComponent().deletingLastPathComponent()
+        if let m = obj["model"] as? String, !m.isEmpty {
+            c.model = m.hasPrefix("/") ? m : root.appendingPathComponent(m).path
+        }
+        if let t = obj["threads"] as? Int, t > 0 { c.threads = t }
+        if let g = obj["generate"] as? [String: Any] {
+            if let v = g["max_tokens"] as? Int { c.maxTokens = v }
+            if let v = g["temperature"] as? Double { c.temperature = Float(v) }
+            if let v = g["top_p"] as? Double { c.topP = Float(v) }
+            if let v = g["seed"] as? Int { c.seed = UInt64(v) }
+        }
+        return c
+    }
+}

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Quickstart, step 2: the test suite (the command CI runs after tools/setup.sh).
+# Tests read committed goldens and the model installed by tools/setup.sh; nothing is
+# downloaded here. ANCHORKV_REQUIRE_MODEL=1 turns "model missing" into a failure instead of a skip.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+export ANCHORKV_REQUIRE_MODEL="${ANCHORKV_REQUIRE_MODEL:-1}"
+swift test 2>&1 | tee /tmp/anchorkv-swift-test.log | grep -E "error|failed|passed after|Executed [0-9]+ tests, with" | tail -40
+status=${PIPESTATUS[0]}
+[ "$status" -eq 0 ] || { echo "swift test failed (full log: /tmp/anchorkv-swift-test.log)" >&2; exit "$status"; }
+# Python tool tests (numpy only; no torch, no network).
+for t in tools/*/test_*.py; do
+    [ -e "$t" ] || continue
+    echo "[test] $t" >&2
+    python3 "$t"
+done
+echo "all tests passed" >&2
