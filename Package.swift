@@ -23,6 +23,10 @@ let package = Package(
 
         // Numeric kernels in C: dequantization, quantized dot products, fp16/bf16, norms, RoPE.
         .target(name: "CKernels", cSettings: kernelFlags),
+        // SHA-256 and CRC32C in C (hardware CRC on x86-64).
+        .target(name: "CChecksum", cSettings: [.unsafeFlags(["-O3"])]),
+        // Swift faces of the checksums: content hashes, fingerprints, record checksums.
+        .target(name: "Digest", dependencies: ["CChecksum"], swiftSettings: swiftFast),
         // Dense tensor ops over BLAS and CKernels; knows nothing of models or files.
         .target(name: "Tensor", dependencies: ["COpenBLAS", "CKernels"], swiftSettings: swiftFast),
         // GGUF and safetensors readers; knows nothing of model architectures.
@@ -30,16 +34,19 @@ let package = Package(
         // Byte-level BPE tokenizer; knows nothing of models.
         .target(name: "Tokenizer", swiftSettings: swiftFast),
         // Llama-family model: config, weights, forward pass, KV cache, LoRA hooks, sampling.
-        .target(name: "LLM", dependencies: ["Tensor", "ModelFormats", "Tokenizer"], swiftSettings: swiftFast),
+        .target(name: "LLM", dependencies: ["Tensor", "ModelFormats", "Tokenizer", "Digest"], swiftSettings: swiftFast),
+        // Semantic-Anchor Compression: anchor selection, adapters, encoder, decoder, KV files.
+        .target(name: "SAC", dependencies: ["LLM", "ModelFormats", "Digest"], swiftSettings: swiftFast),
         .executableTarget(
             name: "anchorkv",
-            dependencies: ["LLM", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["LLM", "SAC", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftFast),
 
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
         .testTarget(name: "ModelFormatsTests", dependencies: ["ModelFormats"], resources: [.copy("Goldens")]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer"], resources: [.copy("Goldens")]),
         .testTarget(name: "LLMTests", dependencies: ["LLM", "ModelFormats"], resources: [.copy("Goldens")]),
+        .testTarget(name: "SACTests", dependencies: ["SAC", "LLM", "Digest"], resources: [.copy("Goldens")]),
         .testTarget(name: "SystemLibrariesTests", dependencies: ["CRocksDB", "CLZ4", "COpenBLAS"]),
     ]
 )

@@ -15,4 +15,11 @@ for t in tools/*/test_*.py; do
     echo "[test] $t" >&2
     python3 "$t"
 done
+# One plain closing line for CI: XCTest's totals (the last "Executed" line is the sum over all
+# suites), since swift test's final Swift Testing line counts only Swift Testing tests (none here).
+summary=$(grep -E "Executed [0-9]+ tests, with [0-9]+ failures" /tmp/anchorkv-swift-test.log | tail -1)
+total=$(sed -E 's/.*Executed ([0-9]+) tests, with ([0-9]+) failures.*/\1/' <<<"$summary")
+failed=$(sed -E 's/.*Executed ([0-9]+) tests, with ([0-9]+) failures.*/\2/' <<<"$summary")
+[ -n "$total" ] && [ "$total" -gt 0 ] || { echo "no XCTest tests were executed" >&2; exit 1; }
 echo "all tests passed" >&2
+echo "$((total - failed)) passed, $failed failed"

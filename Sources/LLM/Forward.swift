@@ -23,6 +23,9 @@ public struct ForwardOptions: Sendable {
     public var attention: AttentionMask = .causal
     /// Vectors [hidden] added to the input embeddings of the given input rows, before layer 0.
     public var embeddingAdditions: [(row: Int, vector: [Float])] = []
+    /// Vectors [hidden] that replace the input embeddings of the given rows (learned tokens that
+    /// have no vocabulary id, such as SAC's [LM]); the row's token id is then ignored.
+    public var embeddingReplacements: [(row: Int, vector: [Float])] = []
     public var lora: LoRAWeights?
     public var output: OutputRows = .last
     /// Compute logits for the output rows (otherwise only final-norm hidden states).
@@ -105,9 +108,9 @@ public final class InferenceSession: @unchecked Sendable {
         }
         let positions = options.positions ?? (0..<T).map { cache.nextPosition + Int32($0) }
         guard positions.count == T else { throw LLMError.invalidInput("\(positions.count) positions for \(T) tokens") }
-        for add in options.embeddingAdditions {
+        for add in options.embeddingAdditions + options.embeddingReplacements {
             guard add.row >= 0, add.row < T, add.vector.count == c.hiddenSize else {
-                throw LLMError.invalidInput("embedding addition for row \(add.row) with \(add.vector.count) values (need row < \(T), \(c.hiddenSize) values)")
+                throw LLMError.invalidInput("embedding vector for row \(add.row) with \(add.vector.count) values (need row < \(T), \(c.hiddenSize) values)")
             }
         }
         let outRows: [Int]
@@ -136,6 +139,9 @@ public final class InferenceSession: @unchecked Sendable {
 
         // [T, H] input embeddings (+ additions)
         for r in 0..<T { w.embedding.lookup(tokens[r], into: x + r * H) }
+        for rep in options.embeddingReplacements {
+            rep.vector.withUnsafeBufferPointer { (x + rep.row * H).update(from: $0.baseAddress!, count: H) }
+        }
         for add in options.embeddingAdditions {
             add.vector.withUnsafeBufferPointer { v in for i in 0..<H { x[add.row * H + i] += v[i] } }
         }

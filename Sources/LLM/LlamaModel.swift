@@ -1,3 +1,4 @@
+import Digest
 import Foundation
 import Tensor
 import Tokenizer
@@ -18,9 +19,16 @@ public final class LlamaModel: @unchecked Sendable {
     /// The Jinja chat template the checkpoint ships, if any (only read for its default system prompt).
     public let chatTemplate: String?
 
+    /// Returns the stored bytes of the token-embedding tensor (kept mapped, read only when the
+    /// fingerprint is first asked for).
+    private let embeddingBytes: @Sendable () throws -> UnsafeRawBufferPointer
+    private let fingerprintLock = NSLock()
+    private var cachedFingerprint: String?
+
     init(config: LlamaConfig, weights: LlamaWeights, tokenizer: BPETokenizer, source: String, name: String,
-         chatTemplate: String? = nil) {
+         chatTemplate: String? = nil, embeddingBytes: @escaping @Sendable () throws -> UnsafeRawBufferPointer) {
         self.chatTemplate = chatTemplate
+        self.embeddingBytes = embeddingBytes
         self.config = config
         self.weights = weights
         self.tokenizer = tokenizer
@@ -64,6 +72,24 @@ public final class LlamaModel: @unchecked Sendable {
               let end = t.range(of: "<|im_end|>", range: start.upperBound..<t.endIndex) else { return nil }
         let s = String(t[start.upperBound..<end.lowerBound])
         return s.contains("{") ? nil : s
+    }
+
+    /// Identifies the base model's weights: 32 hex digits of
+    /// sha256("llama|layers=L|hidden=H|heads=nh|kv_heads=nkv|head_dim=d|ffn=F|vocab=V|" + the
+    /// token-embedding tensor's bytes as stored in the file). Adapters and stores record it so
+    /// that KV made by one model is never decoded by another. tools/reference/sac_ref.py
+    /// computes the same value.
+    public func fingerprint() throws -> String {
+        fingerprintLock.lock()
+        defer { fingerprintLock.unlock() }
+        if let f = cachedFingerprint { return f }
+        let c = config
+        var h = SHA256()
+        h.update("llama|layers=\(c.layerCount)|hidden=\(c.hiddenSize)|heads=\(c.headCount)|kv_heads=\(c.kvHeadCount)|head_dim=\(c.headDim)|ffn=\(c.intermediateSize)|vocab=\(c.vocabSize)|")
+        h.update(try embeddingBytes())
+        let f = String(h.finalize().hexString.prefix(32))
+        cachedFingerprint = f
+        return f
     }
 
     public func makeSession(capacity: Int = 1024) -> InferenceSession {

@@ -108,7 +108,8 @@ enum GGUFLoader {
                                    outputNorm: try vector("output_norm.weight", c.hiddenSize), lmHead: lmHead)
         let name = md["general.name"]?.string ?? URL(fileURLWithPath: path).lastPathComponent
         return LlamaModel(config: config, weights: weights, tokenizer: tokenizer, source: path, name: "\(name) (GGUF)",
-                          chatTemplate: md["tokenizer.chat_template"]?.string)
+                          chatTemplate: md["tokenizer.chat_template"]?.string,
+                          embeddingBytes: { file.rawData(embTensor) })
     }
 
     /// order[hfRow] = ggufRow: HF row h*d + half*j + i is GGUF row h*d + 2i + j.
@@ -213,6 +214,7 @@ enum HuggingFaceLoader {
             template = obj["chat_template"] as? String
         }
         return LlamaModel(config: config, weights: weights, tokenizer: tokenizer, source: directory,
-                          name: "\(dir.lastPathComponent) (safetensors)", chatTemplate: template)
+                          name: "\(dir.lastPathComponent) (safetensors)", chatTemplate: template,
+                          embeddingBytes: { try st.rawData("model.embed_tokens.weight") })
     }
 }

@@ -174,6 +174,12 @@ public final class SafetensorsModel: @unchecked Sendable {
         guard let i = owner[name] else { throw ModelFormatError.missingTensor(name: name) }
         return try files[i].floats(name)
     }
+
+    /// The stored bytes of a tensor, as in its file.
+    public func rawData(_ name: String) throws -> UnsafeRawBufferPointer {
+        guard let i = owner[name], let t = files[i].tensors[name] else { throw ModelFormatError.missingTensor(name: name) }
+        return files[i].rawData(t)
+    }
 }
 
 /// Writes a safetensors file atomically (temporary file, fsync, rename): a reader never sees

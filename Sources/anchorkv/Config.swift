@@ -9,6 +9,10 @@ struct AppConfig {
     var temperature: Float = 0
     var topP: Float = 0.95
     var seed: UInt64 = 0
+    /// SAC: the default ratio and the adapter file per ratio (relative to the repository root).
+    var sacRatio = 5
+    var sacAdapters: [Int: String] = [:]
+    var answerMaxTokens = 64
     /// Where the file was found (for relative paths and for messages), nil when none was.
     var source: URL?
 
@@ -43,6 +47,19 @@ struct AppConfig {
             if let v = g["temperature"] as? Double { c.temperature = Float(v) }
             if let v = g["top_p"] as? Double { c.topP = Float(v) }
             if let v = g["seed"] as? Int { c.seed = UInt64(v) }
+        }
+        if let sac = obj["sac"] as? [String: Any] {
+            if let r = sac["ratio"] as? Int {
+                guard r >= 1 else { throw CLIError("config file \(url.path): sac.ratio must be >= 1") }
+                c.sacRatio = r
+            }
+            if let m = sac["max_answer_tokens"] as? Int, m > 0 { c.answerMaxTokens = m }
+            if let adapters = sac["adapters"] as? [String: String] {
+                for (k, v) in adapters {
+                    guard let r = Int(k), r >= 1 else { throw CLIError("config file \(url.path): sac.adapters key '\(k)' is not a ratio") }
+                    c.sacAdapters[r] = v.hasPrefix("/") ? v : root.appendingPathComponent(v).path
+                }
+            }
         }
         return c
     }
