@@ -45,8 +45,10 @@ let package = Package(
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
         .testTarget(name: "ModelFormatsTests", dependencies: ["ModelFormats"], resources: [.copy("Goldens")]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer"], resources: [.copy("Goldens")]),
-        .testTarget(name: "LLMTests", dependencies: ["LLM", "ModelFormats"], resources: [.copy("Goldens")]),
-        .testTarget(name: "SACTests", dependencies: ["SAC", "LLM", "Digest"], resources: [.copy("Goldens")]),
+        // Helpers shared by the test targets (default model, golden readers, error statistics).
+        .target(name: "TestSupport", dependencies: ["LLM"], path: "Tests/TestSupport"),
+        .testTarget(name: "LLMTests", dependencies: ["LLM", "ModelFormats", "TestSupport"], resources: [.copy("Goldens")]),
+        .testTarget(name: "SACTests", dependencies: ["SAC", "LLM", "Digest", "TestSupport"], resources: [.copy("Goldens")]),
         .testTarget(name: "SystemLibrariesTests", dependencies: ["CRocksDB", "CLZ4", "COpenBLAS"]),
     ]
 )

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+@_exported import TestSupport
 @testable import LLM
 
 /// Goldens from tools/reference (float64 numpy reference; see tools/reference/README.md).
@@ -11,48 +12,3 @@ enum Goldens {
     }
 }
 
-func floats(_ any: Any?) -> [Float] { (any as! [NSNumber]).map(\.floatValue) }
-func ints(_ any: Any?) -> [Int32] { (any as! [NSNumber]).map(\.int32Value) }
-func matrix(_ any: Any?) -> [[Float]] { (any as! [Any]).map(floats) }
-
-/// The default model, loaded once. Missing model: the test is skipped with a hint, unless
-/// ANCHORKV_REQUIRE_MODEL=1 (CI sets it), where it fails.
-enum DefaultModel {
-    nonisolated(unsafe) private static var cached: LlamaModel?
-    private static let lock = NSLock()
-
-    static func load() throws -> LlamaModel {
-        lock.lock()
-        defer { lock.unlock() }
-        if let m = cached { return m }
-        let path = LlamaModel.defaultModelPath()
-        guard FileManager.default.fileExists(atPath: path) else {
-            if ProcessInfo.processInfo.environment["ANCHORKV_REQUIRE_MODEL"] == "1" {
-                throw LLMError.modelNotFound(path)
-            }
-            throw XCTSkip("default model not installed (\(path)); run tools/setup.sh")
-        }
-        let m = try LlamaModel.load(path: path)
-        cached = m
-        return m
-    }
-}
-
-/// Max absolute and relative (to the golden's magnitude) error between two vectors.
-struct ErrorStats: CustomStringConvertible {
-    var maxAbs: Double = 0
-    var maxRel: Double = 0
-    var count = 0
-    mutating func add(_ got: [Float], _ want: [Float], floor: Double = 1) {
-        precondition(got.count == want.count, "\(got.count) vs \(want.count)")
-        for (g, w) in zip(got, want) {
-            let d = abs(Double(g) - Double(w))
-            maxAbs = max(maxAbs, d)
-            maxRel = max(maxRel, d / max(abs(Double(w)), floor))
-            count += 1
-        }
-    }
-    var description: String { String(format: "max abs %.3g, max rel %.3g over %d values", maxAbs, maxRel, count) }
-}
-
-func strided(_ v: [Float], stride s: Int) -> [Float] { Swift.stride(from: 0, to: v.count, by: s).map { v[$0] } }
