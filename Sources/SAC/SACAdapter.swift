@@ -113,3 +113,24 @@ public final class SACAdapter: @unchecked Sendable {
                           metadata: md, fingerprint: fp)
     }
 }
+
+extension SACAdapter {
+    /// A seeded random adapter for `model` (benchmarks and smoke tests: the encoder's cost does
+    /// not depend on the values). LoRA B is non-zero so the LoRA path really runs.
+    public static func random(for model: LlamaModel, ratio: Int, rank: Int, seed: UInt64 = 1) throws -> SACAdapter {
+        let c = model.config, H = c.hiddenSize
+        var rng = SplitMix64(seed: seed)
+        func values(_ n: Int, _ scale: Float) -> [Float] { (0..<n).map { _ in (Float(rng.next() % 2001) / 1000 - 1) * scale } }
+        var q: [LoRAPair?] = [], v: [LoRAPair?] = []
+        for _ in 0..<c.layerCount {
+            q.append(try LoRAPair(a: values(H * rank, 0.05), b: values(rank * c.qDim, 0.02), inFeatures: H, rank: rank, outFeatures: c.qDim))
+            v.append(try LoRAPair(a: values(H * rank, 0.05), b: values(rank * c.kvDim, 0.02), inFeatures: H, rank: rank, outFeatures: c.kvDim))
+        }
+        var layout = SACLayout.defaults(for: model)
+        layout.window = 510
+        return SACAdapter(ratio: ratio, layout: layout, rank: rank, roleTokens: values((510 / ratio) * H, 0.02),
+                          specialTokens: values(2 * H, 0.05), lora: LoRAWeights(q: q, v: v, scale: 2),
+                          baseModel: try model.fingerprint(), hiddenSize: H, metadata: ["source": "random seed \(seed)"],
+                          fingerprint: "random-r\(ratio)-rank\(rank)-seed\(seed)")
+    }
+}

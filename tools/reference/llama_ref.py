@@ -170,13 +170,15 @@ class LlamaModel:
     # -- forward ------------------------------------------------------------
     def forward(self, ids=None, *, positions=None, causal=True, cache: KVCache | None = None,
                 embed_additions: dict | None = None, lora: LoRA | None = None,
-                capture_kv: bool = False, logits_rows="last"):
+                capture_kv: bool = False, logits_rows="last", embed_replacements: dict | None = None):
         """Run the model over a chunk of tokens.
 
         ids: token ids [T].  positions: RoPE position ids [T] (default: cache.next_pos ...).
         causal: True -> row i attends to all cached rows and chunk rows <= i; False -> all rows.
         cache: KVCache, updated in place (K stored after RoPE).
         embed_additions: {row_index_in_chunk: vector[H]} added to the input embeddings.
+        embed_replacements: {row_index_in_chunk: vector[H]} used INSTEAD of the token embedding
+            (the id at that row is ignored; e.g. SAC's learned [LM] row). Applied before additions.
         lora: LoRA applied to q_proj/v_proj outputs (before RoPE).
         capture_kv: record per-layer K (BEFORE RoPE) and V, each [T, n_kv*head_dim].
         logits_rows: "last", "all", None, or a list of row indices.
@@ -186,6 +188,9 @@ class LlamaModel:
         ids = np.asarray(ids, dtype=np.int64)
         T = len(ids)
         x = self.embed[ids].astype(dt, copy=True)
+        if embed_replacements:
+            for r, vec in embed_replacements.items():
+                x[r] = np.asarray(vec, dtype=np.float64).astype(dt)
         if embed_additions:
             for r, vec in embed_additions.items():
                 x[r] += np.asarray(vec, dtype=np.float64).astype(dt)
