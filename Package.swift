@@ -37,9 +37,13 @@ let package = Package(
         .target(name: "LLM", dependencies: ["Tensor", "ModelFormats", "Tokenizer", "Digest"], swiftSettings: swiftFast),
         // Semantic-Anchor Compression: anchor selection, adapters, encoder, decoder, KV files.
         .target(name: "SAC", dependencies: ["LLM", "ModelFormats", "Digest"], swiftSettings: swiftFast),
+        // RocksDB store: key schema, tensor codec (fp16/bf16/int8, LZ4), checksums, atomic writes.
+        .target(name: "KVStore", dependencies: ["CRocksDB", "CLZ4", "CKernels", "Digest"], swiftSettings: swiftFast),
+        // Ingest / query orchestration over the store and the SAC engine; lexical retrieval.
+        .target(name: "KnowledgeBase", dependencies: ["KVStore", "SAC", "LLM", "Digest"], swiftSettings: swiftFast),
         .executableTarget(
             name: "anchorkv",
-            dependencies: ["LLM", "SAC", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["LLM", "SAC", "KVStore", "KnowledgeBase", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftFast),
 
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),

@@ -13,6 +13,8 @@ struct AppConfig {
     var sacRatio = 5
     var sacAdapters: [Int: String] = [:]
     var answerMaxTokens = 64
+    /// The store folder (relative paths against the repository root).
+    var storePath = "data/store"
     /// Where the file was found (for relative paths and for messages), nil when none was.
     var source: URL?
 
@@ -47,6 +49,11 @@ struct AppConfig {
             if let v = g["temperature"] as? Double { c.temperature = Float(v) }
             if let v = g["top_p"] as? Double { c.topP = Float(v) }
             if let v = g["seed"] as? Int { c.seed = UInt64(v) }
+        }
+        if let st = obj["store"] as? String, !st.isEmpty {
+            c.storePath = st.hasPrefix("/") ? st : root.appendingPathComponent(st).path
+        } else {
+            c.storePath = root.appendingPathComponent(c.storePath).path
         }
         if let sac = obj["sac"] as? [String: Any] {
             if let r = sac["ratio"] as? Int {

@@ -1,0 +1,360 @@
+import Foundation
+
+/// What a store was built with. Opening a store with another base model is refused.
+public struct StoreManifest: Codable, Sendable, Equatable {
+    public static let currentFormat = 1
+    public var formatVersion: Int
+    public var modelFingerprint: String
+    public var modelName: String
+    /// Ratio (as a string key) -> adapter fingerprint, or "none" for training-free anchors.
+    public var adapters: [String: String]
+    public var dtype: String
+    public var createdAt: String
+}
+
+/// One ingested document (docs column family, keyed by id).
+public struct DocumentRecord: Codable, Sendable, Equatable {
+    public var id: String
+    public var title: String
+    public var source: String
+    /// sha256 of the text: re-ingesting identical text is a no-op.
+    public var contentHash: String
+    /// Internal number: the big-endian prefix of the document's window, KV and index keys.
+    public var number: UInt64
+    public var ratio: Int
+    /// Adapter fingerprint, nil for training-free anchors.
+    public var adapter: String?
+    public var windows: Int
+    /// Encoder input tokens (BOS + header + text).
+    public var tokens: Int
+    public var anchors: Int
+    public var kvBytes: Int
+    public var ingestedAt: String
+
+    public init(id: String, title: String, source: String, contentHash: String, number: UInt64 = 0, ratio: Int, adapter: String?,
+                windows: Int, tokens: Int, anchors: Int, kvBytes: Int = 0, ingestedAt: String) {
+        self.id = id; self.title = title; self.source = source; self.contentHash = contentHash; self.number = number
+        self.ratio = ratio; self.adapter = adapter; self.windows = windows; self.tokens = tokens; self.anchors = anchors
+        self.kvBytes = kvBytes; self.ingestedAt = ingestedAt
+    }
+}
+
+/// One window of a document (windows column family): its encoder tokens and text, and the
+/// index terms it was posted under (so deletion needs no tokenizer).
+public struct WindowRecord: Codable, Sendable, Equatable {
+    public var tokens: [Int32]
+    public var text: String
+    /// Global token offset of the window in its document (window index * window size).
+    public var start: Int
+    public var terms: [String: Int]
+    public init(tokens: [Int32], text: String, start: Int, terms: [String: Int]) {
+        self.tokens = tokens; self.text = text; self.start = start; self.terms = terms
+    }
+    public var termCount: Int { terms.values.reduce(0, +) }
+}
+
+/// Everything one document write stores, applied as one atomic RocksDB batch.
+public struct DocumentWrite: Sendable {
+    public var record: DocumentRecord
+    public var windows: [WindowRecord]
+    /// [window][layer]
+    public var kv: [[TensorRecord]]
+    public init(record: DocumentRecord, windows: [WindowRecord], kv: [[TensorRecord]]) {
+        self.record = record; self.windows = windows; self.kv = kv
+    }
+}
+
+/// A posting of the lexical index: a window containing a term.
+public struct Posting: Sendable, Equatable {
+    public var document: UInt64
+    public var window: Int
+    public var termFrequency: Int
+    public var windowLength: Int
+}
+
+public struct StoreStats: Sendable {
+    public var documents = 0
+    public var windows = 0
+    public var tokens = 0
+    public var anchors = 0
+    public var kvBytes = 0
+    /// Bytes of every column family's keys and values (logical, before RocksDB's own overhead).
+    public var logicalBytes: [String: Int] = [:]
+}
+
+/// The RocksDB-backed store: key schema, codecs, checksums, atomic document writes.
+///
+/// Column families and keys (all integers big-endian so prefix scans come back in order):
+///   meta     "manifest" -> JSON StoreManifest; "next_doc" -> u64; "lexstats" -> JSON
+///   docs     id (UTF-8) -> JSON DocumentRecord
+///   windows  doc u64 | window u32 -> JSON WindowRecord
+///   kv       doc u64 | window u32 | ratio u16 | layer u16 -> tensor record (TensorCodec)
+///   lex      term (UTF-8) | 0x00 | doc u64 | window u32 -> tf u32, window length u32
+public final class KVStore: @unchecked Sendable {
+    public static let families = ["meta", "docs", "windows", "kv", "lex"]
+    public let path: String
+    public let db: RocksDB
+    public private(set) var manifest: StoreManifest
+    public var dtype: TensorDType
+    public var compression: CompressionPolicy = .auto
+    /// One writer at a time inside the process (RocksDB's LOCK file keeps other processes out).
+    private let writeLock = NSLock()
+
+    /// Opens the store at `path`, creating it when `create` is set and nothing is there.
+    public init(path: String, modelFingerprint: String, modelName: String, create: Bool, dtype: TensorDType = .f16) throws {
+        self.path = path
+        let exists = FileManager.default.fileExists(atPath: (path as NSString).appendingPathComponent("CURRENT"))
+        if !exists && !create { throw StoreError.notAStore(path: path) }
+        if !exists { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) }
+        db = try RocksDB(path: path, families: Self.families, create: create)
+        if let raw = try db.get("meta", Array("manifest".utf8)) {
+            guard let m = try? JSONDecoder().decode(StoreManifest.self, from: Data(raw)) else { throw StoreError.corrupt("the store manifest is not valid JSON") }
+            guard m.formatVersion == StoreManifest.currentFormat else { throw StoreError.unsupportedFormat(path: path, version: m.formatVersion) }
+            guard m.modelFingerprint == modelFingerprint else {
+                throw StoreError.modelMismatch(path: path, store: "\(m.modelName) (\(m.modelFingerprint))", model: "\(modelName) (\(modelFingerprint))")
+            }
+            manifest = m
+            self.dtype = TensorDType(name: m.dtype) ?? dtype
+        } else {
+            guard create else { throw StoreError.notAStore(path: path) }
+            manifest = StoreManifest(formatVersion: StoreManifest.currentFormat, modelFingerprint: modelFingerprint, modelName: modelName,
+                                     adapters: [:], dtype: dtype.description, createdAt: Self.timestamp())
+            self.dtype = dtype
+            let b = db.makeBatch()
+            b.put("meta", Array("manifest".utf8), try Self.json(manifest))
+            try db.write(b)
+        }
+    }
+
+    public static func timestamp() -> String { ISO8601DateFormatter().string(from: Date()) }
+
+    static func json<T: Encodable>(_ v: T) throws -> [UInt8] {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys]
+        return [UInt8](try e.encode(v))
+    }
+
+    // MARK: keys
+
+    static func be64(_ v: UInt64) -> [UInt8] { withUnsafeBytes(of: v.bigEndian) { Array($0) } }
+    static func be32(_ v: Int) -> [UInt8] { withUnsafeBytes(of: UInt32(v).bigEndian) { Array($0) } }
+    static func be16(_ v: Int) -> [UInt8] { withUnsafeBytes(of: UInt16(v).bigEndian) { Array($0) } }
+    static func readBE(_ b: UnsafeRawBufferPointer, _ at: Int, _ n: Int) -> UInt64 {
+        (0..<n).reduce(UInt64(0)) { $0 << 8 | UInt64(b[at + $1]) }
+    }
+
+    public static func windowKey(_ doc: UInt64, _ w: Int) -> [UInt8] { be64(doc) + be32(w) }
+    public static func kvKey(_ doc: UInt64, _ w: Int, ratio: Int, layer: Int) -> [UInt8] { be64(doc) + be32(w) + be16(ratio) + be16(layer) }
+    static func lexKey(_ term: String, _ doc: UInt64, _ w: Int) -> [UInt8] { Array(term.utf8) + [0] + be64(doc) + be32(w) }
+
+    // MARK: manifest
+
+    /// Records the adapter used for a ratio; a different adapter for a ratio the store already
+    /// has would mix incompatible KV and is refused.
+    public func registerAdapter(ratio: Int, fingerprint: String?) throws {
+        writeLock.lock(); defer { writeLock.unlock() }
+        let fp = fingerprint ?? "none"
+        if let existing = manifest.adapters[String(ratio)] {
+            guard existing == fp else {
+                throw StoreError.invalidInput("the store holds ratio \(ratio) KV made with adapter \(existing); this run uses \(fp). Use that adapter, or another store")
+            }
+            return
+        }
+        var m = manifest
+        m.adapters[String(ratio)] = fp
+        let b = db.makeBatch()
+        b.put("meta", Array("manifest".utf8), try Self.json(m))
+        try db.write(b)
+        manifest = m
+    }
+
+    // MARK: reads
+
+    public func document(_ id: String) throws -> DocumentRecord? {
+        guard let raw = try db.get("docs", Array(id.utf8)) else { return nil }
+        guard let d = try? JSONDecoder().decode(DocumentRecord.self, from: Data(raw)) else { throw StoreError.corrupt("document record '\(id)' is not valid JSON") }
+        return d
+    }
+
+    public func documents() throws -> [DocumentRecord] {
+        var out: [DocumentRecord] = []
+        try db.scan("docs", prefix: []) { _, v in
+            guard let d = try? JSONDecoder().decode(DocumentRecord.self, from: Data(v)) else { throw StoreError.corrupt("a document record is not valid JSON") }
+            out.append(d)
+            return true
+        }
+        return out
+    }
+
+    public func window(_ doc: DocumentRecord, _ w: Int) throws -> WindowRecord {
+        guard let raw = try db.get("windows", Self.windowKey(doc.number, w)) else {
+            throw StoreError.corruptRecord(document: doc.id, window: w, layer: nil, reason: "window record is missing")
+        }
+        guard let r = try? JSONDecoder().decode(WindowRecord.self, from: Data(raw)) else {
+            throw StoreError.corruptRecord(document: doc.id, window: w, layer: nil, reason: "window record is not valid JSON")
+        }
+        return r
+    }
+
+    /// The window's K/V records for every layer, checksums verified.
+    public func loadKV(_ doc: DocumentRecord, window w: Int, layers: Int, snapshot: RocksDB.Snapshot? = nil) throws -> [TensorRecord] {
+        var out: [TensorRecord] = []
+        out.reserveCapacity(layers)
+        for l in 0..<layers {
+            guard let raw = try db.get("kv", Self.kvKey(doc.number, w, ratio: doc.ratio, layer: l), snapshot: snapshot) else {
+                throw StoreError.corruptRecord(document: doc.id, window: w, layer: l, reason: "KV record is missing")
+            }
+            do { out.append(try raw.withUnsafeBytes { try TensorCodec.decode($0) }) } catch {
+                throw StoreError.corruptRecord(document: doc.id, window: w, layer: l, reason: "\(error)")
+            }
+        }
+        return out
+    }
+
+    /// Postings of one term.
+    public func postings(_ term: String) throws -> [Posting] {
+        var out: [Posting] = []
+        let prefix = Array(term.utf8) + [0]
+        try db.scan("lex", prefix: prefix) { k, v in
+            guard k.count == prefix.count + 12, v.count == 8 else { throw StoreError.corrupt("bad index entry for term '\(term)'") }
+            out.append(Posting(document: Self.readBE(k, prefix.count, 8), window: Int(Self.readBE(k, prefix.count + 8, 4)),
+                               termFrequency: Int(v.loadUnaligned(fromByteOffset: 0, as: UInt32.self)), windowLength: Int(v.loadUnaligned(fromByteOffset: 4, as: UInt32.self))))
+            return true
+        }
+        return out
+    }
+
+    public struct LexStats: Codable, Sendable { public var windows = 0; public var totalLength = 0 }
+
+    public func lexStats() throws -> LexStats {
+        guard let raw = try db.get("meta", Array("lexstats".utf8)) else { return LexStats() }
+        return (try? JSONDecoder().decode(LexStats.self, from: Data(raw))) ?? LexStats()
+    }
+
+    /// Document numbers to ids (for citations of postings).
+    public func documentsByNumber() throws -> [UInt64: DocumentRecord] {
+        Dictionary(uniqueKeysWithValues: try documents().map { ($0.number, $0) })
+    }
+
+    // MARK: writes
+
+    /// Stores a document, replacing any earlier version with the same id, in one atomic batch.
+    /// Returns the stored record (with its number and byte count).
+    @discardableResult
+    public func put(_ write: DocumentWrite) throws -> DocumentRecord {
+        guard write.windows.count == write.kv.count, write.windows.count == write.record.windows else {
+            throw StoreError.invalidInput("document '\(write.record.id)': \(write.windows.count) windows, \(write.kv.count) KV lists, record says \(write.record.windows)")
+        }
+        // Encode outside the lock: it is the slow part.
+        var encoded: [[[UInt8]]] = []
+        var kvBytes = 0
+        for layers in write.kv {
+            let recs = layers.map { TensorCodec.encode($0, dtype: dtype, compression: compression) }
+            kvBytes += recs.reduce(0) { $0 + $1.count }
+            encoded.append(recs)
+        }
+        writeLock.lock(); defer { writeLock.unlock() }
+        let b = db.makeBatch()
+        var stats = try lexStats()
+        if let old = try document(write.record.id) { try deleteKeys(of: old, in: b, stats: &stats) }
+        let number = (try db.get("meta", Array("next_doc".utf8))).map { $0.withUnsafeBytes { Self.readBE($0, 0, 8) } } ?? 1
+        b.put("meta", Array("next_doc".utf8), Self.be64(number + 1))
+        var record = write.record
+        record.number = number
+        record.kvBytes = kvBytes
+        for (w, win) in write.windows.enumerated() {
+            b.put("windows", Self.windowKey(number, w), try Self.json(win))
+            for (l, rec) in encoded[w].enumerated() { b.put("kv", Self.kvKey(number, w, ratio: record.ratio, layer: l), rec) }
+            let length = win.termCount
+            for (term, tf) in win.terms {
+                var v = [UInt8]()
+                withUnsafeBytes(of: UInt32(tf)) { v += $0 }
+                withUnsafeBytes(of: UInt32(length)) { v += $0 }
+                b.put("lex", Self.lexKey(term, number, w), v)
+            }
+            stats.windows += 1
+            stats.totalLength += length
+        }
+        b.put("meta", Array("lexstats".utf8), try Self.json(stats))
+        b.put("docs", Array(record.id.utf8), try Self.json(record))
+        try db.write(b)
+        return record
+    }
+
+    /// Deletes a document and every key under it atomically. Returns false when it was not there.
+    @discardableResult
+    public func delete(_ id: String) throws -> Bool {
+        writeLock.lock(); defer { writeLock.unlock() }
+        guard let doc = try document(id) else { return false }
+        let b = db.makeBatch()
+        var stats = try lexStats()
+        try deleteKeys(of: doc, in: b, stats: &stats)
+        b.put("meta", Array("lexstats".utf8), try Self.json(stats))
+        b.delete("docs", Array(id.utf8))
+        try db.write(b)
+        return true
+    }
+
+    /// Adds deletions of every window, KV and index key of `doc` to the batch.
+    private func deleteKeys(of doc: DocumentRecord, in b: RocksDB.WriteBatch, stats: inout LexStats) throws {
+        let prefix = Self.be64(doc.number)
+        for k in try db.keys("kv", prefix: prefix) { b.delete("kv", k) }
+        var windows: [(Int, WindowRecord)] = []
+        try db.scan("windows", prefix: prefix) { k, v in
+            let w = Int(Self.readBE(k, 8, 4))
+            guard let rec = try? JSONDecoder().decode(WindowRecord.self, from: Data(v)) else {
+                throw StoreError.corruptRecord(document: doc.id, window: w, layer: nil, reason: "window record is not valid JSON")
+            }
+            windows.append((w, rec))
+            return true
+        }
+        for (w, rec) in windows {
+            b.delete("windows", Self.windowKey(doc.number, w))
+            for term in rec.terms.keys { b.delete("lex", Self.lexKey(term, doc.number, w)) }
+            stats.windows -= 1
+            stats.totalLength -= rec.termCount
+        }
+    }
+
+    /// Swaps a document's KV for new ones at another ratio (compaction), atomically.
+    public func replaceKV(of id: String, expectedRatio: Int, ratio: Int, adapter: String?, kv: [[TensorRecord]], anchors: Int) throws -> (before: Int, after: Int) {
+        var encoded: [[[UInt8]]] = []
+        var after = 0
+        for layers in kv {
+            let recs = layers.map { TensorCodec.encode($0, dtype: dtype, compression: compression) }
+            after += recs.reduce(0) { $0 + $1.count }
+            encoded.append(recs)
+        }
+        writeLock.lock(); defer { writeLock.unlock() }
+        guard var doc = try document(id) else { throw StoreError.invalidInput("document '\(id)' is gone") }
+        guard doc.ratio == expectedRatio, kv.count == doc.windows else {
+            throw StoreError.invalidInput("document '\(id)' changed while it was being re-encoded")
+        }
+        let before = doc.kvBytes
+        let b = db.makeBatch()
+        for k in try db.keys("kv", prefix: Self.be64(doc.number)) { b.delete("kv", k) }
+        for (w, recs) in encoded.enumerated() {
+            for (l, rec) in recs.enumerated() { b.put("kv", Self.kvKey(doc.number, w, ratio: ratio, layer: l), rec) }
+        }
+        doc.ratio = ratio
+        doc.adapter = adapter
+        doc.kvBytes = after
+        doc.anchors = anchors
+        b.put("docs", Array(id.utf8), try Self.json(doc))
+        try db.write(b)
+        return (before, after)
+    }
+
+    public func stats() throws -> StoreStats {
+        var s = StoreStats()
+        for d in try documents() {
+            s.documents += 1; s.windows += d.windows; s.tokens += d.tokens; s.anchors += d.anchors; s.kvBytes += d.kvBytes
+        }
+        for f in Self.families {
+            var n = 0
+            try db.scan(f, prefix: []) { k, v in n += k.count + v.count; return true }
+            s.logicalBytes[f] = n
+        }
+        return s
+    }
+}

@@ -1,0 +1,29 @@
+/// Errors of the store layer; each names what is wrong and what to do.
+public enum StoreError: Error, CustomStringConvertible, Equatable {
+    case database(path: String, message: String)
+    case notAStore(path: String)
+    case modelMismatch(path: String, store: String, model: String)
+    case unsupportedFormat(path: String, version: Int)
+    case corruptRecord(document: String, window: Int, layer: Int?, reason: String)
+    case corrupt(String)
+    case invalidInput(String)
+
+    public var description: String {
+        switch self {
+        case .database(let p, let m):
+            return "RocksDB error at \(p): \(m)"
+        case .notAStore(let p):
+            return "\(p) is not an AnchorKV store (no manifest); pass the store's folder with --store, or ingest to create one"
+        case .modelMismatch(let p, let s, let m):
+            return "the store at \(p) was built with base model \(s), but the loaded model is \(m); open it with the model it was built with (--model), or use another --store"
+        case .unsupportedFormat(let p, let v):
+            return "the store at \(p) has format version \(v), which this build cannot read"
+        case .corruptRecord(let d, let w, let l, let r):
+            return "corrupt record for document '\(d)' window \(w)\(l.map { " layer \($0)" } ?? ""): \(r); re-ingest the document (anchorkv ingest) or restore it from a snapshot"
+        case .corrupt(let why):
+            return "corrupt store data: \(why)"
+        case .invalidInput(let why):
+            return "invalid input: \(why)"
+        }
+    }
+}

@@ -1,0 +1,197 @@
+import Digest
+import Foundation
+import KVStore
+import LLM
+import SAC
+
+public enum IngestStatus: String, Sendable {
+    case added, replaced, unchanged
+}
+
+public struct IngestOutcome: Sendable {
+    public var id: String
+    public var status: IngestStatus
+    public var record: DocumentRecord
+    public var seconds: Double
+}
+
+public struct Citation: Sendable {
+    public var document: String
+    public var title: String
+    public var window: Int
+    public var score: Double?
+    public var snippet: String
+}
+
+public struct QueryResult: Sendable {
+    public var answer: String
+    public var answerTokens: [Int32]
+    public var citations: [Citation]
+    public var retrieveSeconds: Double
+    public var loadSeconds: Double
+    public var firstTokenSeconds: Double
+    public var decodeSeconds: Double
+    public var totalSeconds: Double
+    public var contextTokens: Int
+    public var anchors: Int
+}
+
+/// Ingest and query over a KVStore: documents are compressed once into SAC anchor KVs; a
+/// question is answered from the stored KVs of the windows BM25 retrieves (or of named
+/// documents), laid out one after another, without re-reading any text.
+public final class KnowledgeBase: @unchecked Sendable {
+    public let store: KVStore
+    public let model: LlamaModel
+    public let ratio: Int
+    public let adapter: SACAdapter?
+    private let encoder: SACEncoder
+    private let decoder: SACDecoder
+    private let retriever = BM25Retriever()
+    /// Encoder input tokens before the document text: BOS + header (not indexed).
+    private let headerTokens: Int
+
+    /// A knowledge base over an open store (made for `model`), encoding new documents at
+    /// `ratio` with `adapter` (nil: training-free anchors).
+    public init(store: KVStore, model: LlamaModel, adapter: SACAdapter?, ratio: Int) throws {
+        guard store.manifest.modelFingerprint == (try model.fingerprint()) else {
+            throw StoreError.modelMismatch(path: store.path, store: store.manifest.modelFingerprint, model: try model.fingerprint())
+        }
+        self.store = store
+        self.model = model
+        self.adapter = adapter
+        encoder = try SACEncoder(model: model, mode: adapter.map { .adapter($0) } ?? .plain, ratio: ratio)
+        self.ratio = encoder.ratio
+        decoder = try SACDecoder(model: model, adapter: adapter)
+        headerTokens = encoder.contextTokens("").count
+    }
+
+    /// Opens (or creates) the store at `path` for `model`.
+    public static func openStore(path: String, model: LlamaModel, create: Bool, dtype: TensorDType = .f16) throws -> KVStore {
+        try KVStore(path: path, modelFingerprint: try model.fingerprint(), modelName: model.name, create: create, dtype: dtype)
+    }
+
+    // MARK: ingest
+
+    /// Compresses and stores one document; unchanged text at the same ratio is a no-op, changed
+    /// text replaces the old version atomically.
+    public func ingest(_ doc: SourceDocument) throws -> IngestOutcome {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        guard !doc.id.isEmpty, doc.id.utf8.count <= 512 else { throw StoreError.invalidInput("document ids must be 1 to 512 bytes") }
+        let hash = SHA256.hex(Data(doc.text.utf8))
+        let old = try store.document(doc.id)
+        if let old, old.contentHash == hash, old.ratio == ratio, old.adapter == adapter?.fingerprint {
+            return IngestOutcome(id: doc.id, status: .unchanged, record: old, seconds: 0)
+        }
+        try store.registerAdapter(ratio: ratio, fingerprint: adapter?.fingerprint)
+        let tokens = encoder.contextTokens(doc.text)
+        let ctx = try encoder.compress(tokens: tokens)
+        let windows = contextWindows(count: tokens.count, size: encoder.layout.window)
+        var windowRecords: [WindowRecord] = [], kv: [[TensorRecord]] = []
+        var anchorStart = 0
+        for (w, range) in windows.enumerated() {
+            let textStart = w == 0 ? min(headerTokens, range.count) : 0
+            let text = model.tokenizer.decode(Array(tokens[(range.lowerBound + textStart)..<range.upperBound]), skipSpecial: true)
+            windowRecords.append(WindowRecord(tokens: Array(tokens[range]), text: text, start: range.lowerBound, terms: LexicalAnalyzer.terms(text)))
+            let n = ctx.windowAnchorCounts[w], d = ctx.kvDim
+            let rows = (anchorStart * d)..<((anchorStart + n) * d)
+            kv.append((0..<ctx.layerCount).map { l in
+                TensorRecord(positions: Array(ctx.positions[anchorStart..<(anchorStart + n)]), keys: Array(ctx.keys[l][rows]),
+                             values: Array(ctx.values[l][rows]), cols: d)
+            })
+            anchorStart += n
+        }
+        let record = DocumentRecord(id: doc.id, title: doc.title, source: doc.origin, contentHash: hash, ratio: ratio,
+                                    adapter: adapter?.fingerprint, windows: windows.count, tokens: tokens.count,
+                                    anchors: ctx.anchorCount, ingestedAt: KVStore.timestamp())
+        let stored = try store.put(DocumentWrite(record: record, windows: windowRecords, kv: kv))
+        return IngestOutcome(id: doc.id, status: old == nil ? .added : .replaced, record: stored,
+                             seconds: Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+    }
+
+    // MARK: query
+
+    /// The stored KV of the given windows laid out one after another: window i occupies
+    /// positions i*W+1 ... (its anchors keep their offsets inside it), so a whole document in
+    /// order gets exactly the positions it was encoded with.
+    public func context(of windows: [(DocumentRecord, Int)]) throws -> CompressedContext {
+        guard let first = windows.first else { throw StoreError.invalidInput("no windows to answer from") }
+        let c = model.config, W = encoder.layout.window
+        var keys = [[Float]](repeating: [], count: c.layerCount), values = keys
+        var positions: [Int32] = [], counts: [Int] = []
+        var contextLength = 0
+        for (i, (doc, w)) in windows.enumerated() {
+            guard doc.ratio == first.0.ratio, doc.adapter == first.0.adapter else {
+                throw StoreError.invalidInput("documents '\(first.0.id)' and '\(doc.id)' are stored at different ratios or adapters; query them separately")
+            }
+            let records = try store.loadKV(doc, window: w, layers: c.layerCount)
+            let start = w * W
+            let length = min(W, doc.tokens - start)
+            for (l, r) in records.enumerated() {
+                guard r.cols == c.kvDim, r.rows == records[0].rows else {
+                    throw StoreError.corruptRecord(document: doc.id, window: w, layer: l, reason: "shape \(r.rows)x\(r.cols) does not match the model")
+                }
+                keys[l] += r.keys
+                values[l] += r.values
+            }
+            positions += records[0].positions.map { Int32(i * W) + ($0 - Int32(start)) }
+            counts.append(records[0].rows)
+            contextLength = i * W + length
+        }
+        return CompressedContext(ratio: first.0.ratio, contextLength: contextLength, positions: positions, windowAnchorCounts: counts,
+                                 keys: keys, values: values, kvDim: c.kvDim, modelFingerprint: store.manifest.modelFingerprint,
+                                 adapterFingerprint: first.0.adapter, selection: "uniform")
+    }
+
+    /// Windows to answer from: the top-k BM25 windows (within `documents` when given), or every
+    /// window of the named documents when `k` is nil. Returned in document order.
+    public func retrieve(_ question: String, k: Int?, documents: [String]?) throws -> [(DocumentRecord, Int, Double?)] {
+        var picked: [(DocumentRecord, Int, Double?)] = []
+        if let ids = documents, k == nil {
+            for id in ids {
+                guard let d = try store.document(id) else { throw StoreError.invalidInput("no document '\(id)' in the store (anchorkv docs list shows the ids)") }
+                picked += (0..<d.windows).map { (d, $0, nil) }
+            }
+        } else {
+            picked = try retriever.topWindows(question, k: k ?? 4, store: store, restrictTo: documents.map(Set.init))
+                .map { ($0.document, $0.window, $0.score) }
+            if picked.isEmpty, let ids = documents {  // no term matched inside the named documents
+                return try retrieve(question, k: nil, documents: ids)
+            }
+        }
+        picked.sort { ($0.0.number, $0.1) < ($1.0.number, $1.1) }
+        return picked
+    }
+
+    public func query(_ question: String, k: Int? = 4, documents: [String]? = nil, maxTokens: Int = 64,
+                      onToken: (Int32) -> Bool = { _ in true }) throws -> QueryResult {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        func since(_ t: UInt64) -> Double { Double(DispatchTime.now().uptimeNanoseconds - t) / 1e9 }
+        let picked = try retrieve(question, k: k, documents: documents)
+        guard !picked.isEmpty else {
+            throw StoreError.invalidInput(try store.lexStats().windows == 0
+                ? "the store is empty; ingest documents first (anchorkv ingest PATH)"
+                : "no stored window shares a word with the question; rephrase it or name documents with --doc")
+        }
+        let retrieveSeconds = since(t0)
+        let t1 = DispatchTime.now().uptimeNanoseconds
+        let ctx = try context(of: picked.map { ($0.0, $0.1) })
+        let loadStore = since(t1)
+        let d = try decoderFor(ctx)
+        let answer = try d.answer(ctx, question: question, maxTokens: maxTokens, onToken: onToken)
+        var citations: [Citation] = []
+        for (doc, w, score) in picked {
+            let text = try store.window(doc, w).text
+            let snippet = text.count > 160 ? String(text.prefix(157)) + "..." : text
+            citations.append(Citation(document: doc.id, title: doc.title, window: w, score: score, snippet: snippet))
+        }
+        return QueryResult(answer: answer.text, answerTokens: answer.tokens, citations: citations, retrieveSeconds: retrieveSeconds,
+                           loadSeconds: loadStore + answer.loadSeconds, firstTokenSeconds: since(t0) - answer.decodeSeconds,
+                           decodeSeconds: answer.prefillSeconds + answer.decodeSeconds, totalSeconds: since(t0),
+                           contextTokens: ctx.contextLength, anchors: ctx.anchorCount)
+    }
+
+    private func decoderFor(_ ctx: CompressedContext) throws -> SACDecoder {
+        if ctx.adapterFingerprint == adapter?.fingerprint { return decoder }
+        throw StoreError.invalidInput("these documents were stored with adapter \(ctx.adapterFingerprint ?? "none (no adapter)") at ratio \(ctx.ratio); open the store with that adapter/ratio to query them")
+    }
+}
