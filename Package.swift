@@ -53,6 +53,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["LLM"], path: "Tests/TestSupport"),
         .testTarget(name: "LLMTests", dependencies: ["LLM", "ModelFormats", "TestSupport"], resources: [.copy("Goldens")]),
         .testTarget(name: "SACTests", dependencies: ["SAC", "LLM", "Digest", "TestSupport"], resources: [.copy("Goldens")]),
+        .testTarget(name: "KnowledgeBaseTests", dependencies: ["KnowledgeBase", "KVStore", "SAC", "LLM", "TestSupport"]),
         .testTarget(name: "SystemLibrariesTests", dependencies: ["CRocksDB", "CLZ4", "COpenBLAS"]),
     ]
 )

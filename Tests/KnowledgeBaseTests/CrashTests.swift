@@ -1,0 +1,83 @@
+import Foundation
+import LLM
+import TestSupport
+import XCTest
+@testable import KVStore
+@testable import KnowledgeBase
+
+/// kill -9 of a real `anchorkv ingest` in the middle: on reopen, every acknowledged document
+/// is there and every document there is whole.
+final class CrashTests: XCTestCase {
+    func testKilledIngestLeavesOnlyWholeDocuments() throws {
+        let model = try DefaultModel.load()
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../..").standardized
+        let binary = root.appendingPathComponent(".build/debug/anchorkv")
+        guard FileManager.default.isExecutableFile(atPath: binary.path) else {
+            return XCTFail("build the CLI first (swift build); \(binary.path) is missing")
+        }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("akv-crash-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let corpus = root.appendingPathComponent("tools/demo/corpus")
+        let texts = try FileManager.default.contentsOfDirectory(atPath: corpus.path).sorted().map {
+            try String(contentsOf: corpus.appendingPathComponent($0), encoding: .utf8)
+        }
+        var lines: [String] = []
+        for i in 0..<24 {
+            let obj: [String: Any] = ["id": "doc-\(i)", "text": texts[i % texts.count] + "\nCopy \(i)."]
+            lines.append(String(decoding: try JSONSerialization.data(withJSONObject: obj), as: UTF8.self))
+        }
+        let input = dir.appendingPathComponent("docs.jsonl")
+        try lines.joined(separator: "\n").write(to: input, atomically: true, encoding: .utf8)
+        let storePath = dir.appendingPathComponent("store").path
+
+        let p = Process()
+        p.executableURL = binary
+        p.arguments = ["ingest", "--store", storePath, "--no-adapter", "--ratio", "5", input.path]
+        p.currentDirectoryURL = root
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        // Wait for three acknowledged documents, then kill -9 while it works on the next.
+        var acknowledged: [String] = []
+        var buffer = Data()
+        let deadline = Date().addingTimeInterval(240)
+        while acknowledged.count < 3 && Date() < deadline && p.isRunning {
+            let chunk = out.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            buffer.append(chunk)
+            acknowledged = String(decoding: buffer, as: UTF8.self).split(separator: "\n").compactMap {
+                let f = $0.split(separator: "\t")
+                return f.count > 1 && f[0] == "added" ? String(f[1]) : nil
+            }
+        }
+        Thread.sleep(forTimeInterval: 0.15)
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        buffer.append(out.fileHandleForReading.readDataToEndOfFile())
+        acknowledged = String(decoding: buffer, as: UTF8.self).split(separator: "\n").compactMap {
+            let f = $0.split(separator: "\t")
+            return f.count > 1 && f[0] == "added" ? String(f[1]) : nil
+        }
+        XCTAssertGreaterThanOrEqual(acknowledged.count, 3)
+        XCTAssertLessThan(acknowledged.count, 24, "the kill came before the end")
+
+        let store = try KnowledgeBase.openStore(path: storePath, model: model, create: false)
+        let docs = try store.documents()
+        let ids = Set(docs.map(\.id))
+        for id in acknowledged { XCTAssertTrue(ids.contains(id), "acknowledged \(id) survived") }
+        var windows = 0
+        for d in docs {
+            for w in 0..<d.windows {
+                _ = try store.window(d, w)
+                let kv = try store.loadKV(d, window: w, layers: model.config.layerCount)
+                XCTAssertEqual(kv.count, model.config.layerCount)
+            }
+            windows += d.windows
+            XCTAssertEqual(try store.db.keys("kv", prefix: KVStore.be64(d.number)).count, d.windows * model.config.layerCount)
+        }
+        XCTAssertEqual(try store.lexStats().windows, windows, "index statistics match the documents")
+        XCTAssertEqual(try store.db.keys("windows", prefix: []).count, windows, "no window without its document")
+    }
+}

@@ -1,0 +1,159 @@
+import Foundation
+import LLM
+import SAC
+import TestSupport
+import XCTest
+@testable import KVStore
+@testable import KnowledgeBase
+
+/// The store on real RocksDB in temporary folders, with the real default model.
+final class KnowledgeBaseTests: XCTestCase {
+    static let corpus = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../tools/demo/corpus").standardized
+
+    var dir: URL!
+    override func setUpWithError() throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("akv-kb-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    }
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
+
+    func sample(_ name: String) throws -> SourceDocument {
+        let text = try String(contentsOf: Self.corpus.appendingPathComponent(name), encoding: .utf8)
+        return SourceDocument(id: name, title: name, text: text, origin: name)
+    }
+
+    /// A document of two windows (> 510 tokens): the sample articles one after another.
+    func longDocument() throws -> SourceDocument {
+        let text = try ["eddystone-lighthouse.md", "danube.md", "printing-press.md"].map { try sample($0).text }.joined(separator: "\n")
+        return SourceDocument(id: "long", title: "three articles", text: text, origin: "test")
+    }
+
+    func openKB(adapter: SACAdapter? = nil, ratio: Int = 5) throws -> KnowledgeBase {
+        let model = try DefaultModel.load()
+        let store = try KnowledgeBase.openStore(path: dir.appendingPathComponent("store").path, model: model, create: true)
+        return try KnowledgeBase(store: store, model: model, adapter: adapter, ratio: ratio)
+    }
+
+    /// Count of keys under a document's number in every per-document family.
+    func keyCount(_ store: KVStore, number: UInt64) throws -> Int {
+        try ["windows", "kv"].reduce(0) { $0 + (try store.db.keys($1, prefix: KVStore.be64(number)).count) }
+    }
+
+    func testWholeDocumentQueryEqualsAskOnTheSameContext() throws {
+        let model = try DefaultModel.load()
+        let adapter = try SACAdapter.random(for: model, ratio: 15, rank: 4)
+        let kb = try openKB(adapter: adapter, ratio: 15)
+        let doc = try longDocument()
+        let outcome = try kb.ingest(doc)
+        XCTAssertEqual(outcome.status, .added)
+        XCTAssertEqual(outcome.record.windows, 2)
+
+        // What `anchorkv ask` computes: encode the text, decode from the anchor KV (stored as fp16).
+        let encoder = try SACEncoder(model: model, mode: .adapter(adapter))
+        var ctx = try encoder.compress(text: doc.text)
+        ctx.keys = ctx.keys.map { $0.map { Float(Float16($0)) } }
+        ctx.values = ctx.values.map { $0.map { Float(Float16($0)) } }
+        let stored = try kb.context(of: (0..<2).map { (outcome.record, $0) })
+        XCTAssertEqual(stored, ctx, "a whole document read back in order is exactly the encoded context (fp16)")
+
+        let decoder = try SACDecoder(model: model, adapter: adapter)
+        let question = "Who built the third Eddystone lighthouse?"
+        XCTAssertEqual(try decoder.firstBlockLogits(stored, question: question), try decoder.firstBlockLogits(ctx, question: question))
+        let viaStore = try kb.query(question, k: nil, documents: ["long"], maxTokens: 8)
+        let viaAsk = try decoder.answer(ctx, question: question, maxTokens: 8)
+        XCTAssertEqual(viaStore.answerTokens, viaAsk.tokens)
+        XCTAssertEqual(viaStore.citations.map(\.window), [0, 1])
+    }
+
+    func testReingestIsANoOpAndChangesReplaceAtomically() throws {
+        let kb = try openKB()
+        let doc = try sample("honeybees.md")
+        let first = try kb.ingest(doc)
+        XCTAssertEqual(first.status, .added)
+        let statsBefore = try kb.store.lexStats()
+        let again = try kb.ingest(doc)
+        XCTAssertEqual(again.status, .unchanged)
+        XCTAssertEqual(again.record, first.record)
+        XCTAssertEqual(try kb.store.lexStats().windows, statsBefore.windows)
+
+        var changed = doc
+        changed.text += "\nHoney bees also collect propolis."
+        let replaced = try kb.ingest(changed)
+        XCTAssertEqual(replaced.status, .replaced)
+        XCTAssertNotEqual(replaced.record.number, first.record.number)
+        XCTAssertEqual(try keyCount(kb.store, number: first.record.number), 0, "the old version's keys are gone")
+        XCTAssertEqual(try kb.store.documents().count, 1)
+        XCTAssertEqual(try kb.store.lexStats().windows, 1)
+        XCTAssertTrue(try kb.store.postings("propolis").contains { $0.document == replaced.record.number })
+    }
+
+    func testDeletionLeavesNoOrphanKeys() throws {
+        let kb = try openKB()
+        for name in ["honeybees.md", "danube.md"] { _ = try kb.ingest(try sample(name)) }
+        _ = try kb.ingest(try longDocument())
+        XCTAssertEqual(try kb.store.documents().count, 3)
+        for id in ["honeybees.md", "danube.md", "long"] { XCTAssertTrue(try kb.store.delete(id)) }
+        XCTAssertFalse(try kb.store.delete("danube.md"))
+        for family in ["docs", "windows", "kv", "lex"] {
+            XCTAssertEqual(try kb.store.db.keys(family, prefix: []).count, 0, "\(family) is empty")
+        }
+        let stats = try kb.store.lexStats()
+        XCTAssertEqual(stats.windows, 0)
+        XCTAssertEqual(stats.totalLength, 0)
+    }
+
+    func testCorruptRecordIsDetectedAndNamed() throws {
+        let kb = try openKB()
+        let rec = try kb.ingest(try longDocument()).record
+        let key = KVStore.kvKey(rec.number, 1, ratio: rec.ratio, layer: 7)
+        var bytes = try XCTUnwrap(try kb.store.db.get("kv", key))
+        bytes[bytes.count / 2] ^= 0x20
+        let b = kb.store.db.makeBatch()
+        b.put("kv", key, bytes)
+        try kb.store.db.write(b)
+        XCTAssertThrowsError(try kb.query("lighthouse", k: nil, documents: ["long"], maxTokens: 2)) {
+            let message = "\($0)"
+            XCTAssertTrue(message.contains("document 'long' window 1 layer 7") && message.contains("checksum"), message)
+        }
+    }
+
+    func testRetrievalFindsTheRightDocument() throws {
+        let kb = try openKB()
+        for name in ["honeybees.md", "danube.md", "eddystone-lighthouse.md", "printing-press.md"] { _ = try kb.ingest(try sample(name)) }
+        let top = try kb.retrieve("Who decoded the waggle dance of bees?", k: 1, documents: nil)
+        XCTAssertEqual(top.first?.0.id, "honeybees.md")
+        let gutenberg = try kb.retrieve("Gutenberg Bible Mainz", k: 2, documents: nil)
+        XCTAssertEqual(gutenberg.first?.0.id, "printing-press.md")
+        let r = try kb.query("Where does the Danube begin?", k: 2, maxTokens: 4)
+        XCTAssertTrue(r.citations.contains { $0.document == "danube.md" })
+        XCTAssertGreaterThan(r.totalSeconds, 0)
+    }
+
+    func testAnotherModelCannotOpenTheStore() throws {
+        _ = try openKB()
+        let tiny = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../LLMTests/Goldens/tiny-llama").standardized
+        let other = try LlamaModel.load(path: tiny.path)
+        XCTAssertThrowsError(try KnowledgeBase.openStore(path: dir.appendingPathComponent("store").path, model: other, create: false)) {
+            guard case StoreError.modelMismatch = $0 else { return XCTFail("\($0)") }
+        }
+        XCTAssertThrowsError(try KnowledgeBase.openStore(path: dir.appendingPathComponent("nothing").path, model: other, create: false)) {
+            guard case StoreError.notAStore = $0 else { return XCTFail("\($0)") }
+        }
+    }
+
+    func testBadInputsAreSkippedWithReasons() throws {
+        let files = dir.appendingPathComponent("in")
+        try FileManager.default.createDirectory(at: files, withIntermediateDirectories: true)
+        try Data("   \n".utf8).write(to: files.appendingPathComponent("empty.txt"))
+        try Data([0x66, 0x6f, 0xff, 0xfe, 0x20]).write(to: files.appendingPathComponent("latin.txt"))
+        try Data([0x00, 0x01, 0x02]).write(to: files.appendingPathComponent("blob.bin"))
+        try Data("fine text".utf8).write(to: files.appendingPathComponent("ok.md"))
+        try Data("{\"id\":\"a\",\"text\":\"alpha\"}\nnot json\n{\"id\":\"b\"}\n{\"id\":\"c\",\"text\":\"\"}\n".utf8).write(to: files.appendingPathComponent("d.jsonl"))
+        let (docs, skipped) = DocumentSource.read(paths: [files.path])
+        XCTAssertEqual(docs.map(\.id).sorted(), ["a", "ok.md"])
+        let reasons = skipped.map(\.reason).joined(separator: "|")
+        for want in ["empty document", "not valid UTF-8", "binary file", "not a JSON object", "no \"text\""] {
+            XCTAssertTrue(reasons.contains(want), "\(want) in \(reasons)")
+        }
+    }
+}
