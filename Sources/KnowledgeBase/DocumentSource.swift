@@ -7,6 +7,10 @@ public struct SourceDocument: Sendable {
     public var text: String
     /// Where it came from (path, or path:line for JSONL).
     public var origin: String
+
+    public init(id: String, title: String, text: String, origin: String) {
+        self.id = id; self.title = title; self.text = text; self.origin = origin
+    }
 }
 
 /// An input that was not ingested, with the reason (reported, never stored half-done).
