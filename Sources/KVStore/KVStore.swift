@@ -96,7 +96,8 @@ public final class KVStore: @unchecked Sendable {
     public let db: RocksDB
     public private(set) var manifest: StoreManifest
     public var dtype: TensorDType
-    public var compression: CompressionPolicy = .auto
+    /// Measured on real anchor KVs, LZ4 saves nothing on fp16 (docs/benchmarks.md), so records are raw by default.
+    public var compression: CompressionPolicy = .none
     /// One writer at a time inside the process (RocksDB's LOCK file keeps other processes out).
     private let writeLock = NSLock()
 
