@@ -246,14 +246,7 @@ public final class KVStore: @unchecked Sendable {
         guard write.windows.count == write.kv.count, write.windows.count == write.record.windows else {
             throw StoreError.invalidInput("document '\(write.record.id)': \(write.windows.count) windows, \(write.kv.count) KV lists, record says \(write.record.windows)")
         }
-        // Encode outside the lock: it is the slow part.
-        var encoded: [[[UInt8]]] = []
-        var kvBytes = 0
-        for layers in write.kv {
-            let recs = layers.map { TensorCodec.encode($0, dtype: dtype, compression: compression) }
-            kvBytes += recs.reduce(0) { $0 + $1.count }
-            encoded.append(recs)
-        }
+        let (encoded, kvBytes) = encode(write.kv)  // outside the lock: it is the slow part
         writeLock.lock(); defer { writeLock.unlock() }
         let b = db.makeBatch()
         var stats = try lexStats()
@@ -296,6 +289,12 @@ public final class KVStore: @unchecked Sendable {
         return true
     }
 
+    /// Tensor records per [window][layer] in the store's dtype and compression, and their total bytes.
+    private func encode(_ kv: [[TensorRecord]]) -> (records: [[[UInt8]]], bytes: Int) {
+        let records = kv.map { $0.map { TensorCodec.encode($0, dtype: dtype, compression: compression) } }
+        return (records, records.joined().reduce(0) { $0 + $1.count })
+    }
+
     /// Adds deletions of every window, KV and index key of `doc` to the batch.
     private func deleteKeys(of doc: DocumentRecord, in b: RocksDB.WriteBatch, stats: inout LexStats) throws {
         let prefix = Self.be64(doc.number)
@@ -319,13 +318,7 @@ public final class KVStore: @unchecked Sendable {
 
     /// Swaps a document's KV for new ones at another ratio (compaction), atomically.
     public func replaceKV(of id: String, expectedRatio: Int, ratio: Int, adapter: String?, kv: [[TensorRecord]], anchors: Int) throws -> (before: Int, after: Int) {
-        var encoded: [[[UInt8]]] = []
-        var after = 0
-        for layers in kv {
-            let recs = layers.map { TensorCodec.encode($0, dtype: dtype, compression: compression) }
-            after += recs.reduce(0) { $0 + $1.count }
-            encoded.append(recs)
-        }
+        let (encoded, after) = encode(kv)
         writeLock.lock(); defer { writeLock.unlock() }
         guard var doc = try document(id) else { throw StoreError.invalidInput("document '\(id)' is gone") }
         guard doc.ratio == expectedRatio, kv.count == doc.windows else {

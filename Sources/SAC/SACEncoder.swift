@@ -19,7 +19,7 @@ public final class SACEncoder: @unchecked Sendable {
     public let layout: SACLayout
     public let selector: AnchorSelector
     private let modelFingerprint: String
-    private var session: InferenceSession
+    private let session: InferenceSession
 
     /// `ratio` defaults to the adapter's; with an adapter it must equal the adapter's.
     public init(model: LlamaModel, mode: EncoderMode, ratio: Int? = nil, selector: AnchorSelector = UniformAnchors()) throws {

@@ -40,6 +40,12 @@ struct BenchSACCommand: ParsableCommand {
             if !json { StandardError.write(String(format: "%-28@ n=%5d  min %.4f s  median %.4f s%@\n", test as NSString, n, t.min, t.median,
                                                    tokens.map { String(format: "  (%.0f tokens/s)", Double($0) / t.median) } ?? "")) }
         }
+        /// answerTokens greedy steps (no early stop), starting from the first block's logits.
+        func decodeGreedy(_ session: InferenceSession, from first: [Float]) throws {
+            var logits = first
+            var sampler = Sampler(.greedy)
+            for _ in 0..<answerTokens { logits = try session.forward([logits.withUnsafeBufferPointer { sampler.sample($0) }]).logits }
+        }
         let adapters = try Dictionary(uniqueKeysWithValues: ratios.map { ($0, try SACAdapter.random(for: model, ratio: $0, rank: rank)) })
         for n in contextTokens {
             let tokens = [Int32(1)] + (1..<n).map { _ in Int32(rng.next() % vocab) }
@@ -72,20 +78,12 @@ struct BenchSACCommand: ParsableCommand {
                 })
                 record("answer \(answerTokens) tok (anchors r=\(r))", n, try time {
                     let s = try dec.load(ctx, extraCapacity: block.tokens.count + answerTokens)
-                    var logits = try s.forward(block.tokens, options: block.options).logits
-                    for _ in 0..<answerTokens {
-                        let next = Int32(logits.indices.max { logits[$0] < logits[$1] }!)
-                        logits = try s.forward([next]).logits
-                    }
+                    try decodeGreedy(s, from: try s.forward(block.tokens, options: block.options).logits)
                 })
             }
             record("answer \(answerTokens) tok (full context)", n, try time {
                 fullSession.cache.reset()
-                var logits = try fullSession.forward(tokens + q, options: ForwardOptions(positions: (1...(n + q.count)).map { Int32($0) })).logits
-                for _ in 0..<answerTokens {
-                    let next = Int32(logits.indices.max { logits[$0] < logits[$1] }!)
-                    logits = try fullSession.forward([next]).logits
-                }
+                try decodeGreedy(fullSession, from: try fullSession.forward(tokens + q, options: ForwardOptions(positions: (1...(n + q.count)).map { Int32($0) })).logits)
             })
         }
         if json {

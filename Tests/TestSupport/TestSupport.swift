@@ -4,6 +4,16 @@ import XCTest
 
 /// Helpers shared by the test targets: the default model (loaded once), golden JSON readers,
 /// error statistics.
+/// A test target's golden folder (its bundle resources): paths and JSON.
+public struct GoldenFolder: Sendable {
+    public let dir: URL
+    public init(_ dir: URL) { self.dir = dir }
+    public func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
+    public func json(_ name: String) throws -> [String: Any] {
+        try JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent(name))) as! [String: Any]
+    }
+}
+
 public func floats(_ any: Any?) -> [Float] { (any as! [NSNumber]).map(\.floatValue) }
 public func ints(_ any: Any?) -> [Int32] { (any as! [NSNumber]).map(\.int32Value) }
 public func matrix(_ any: Any?) -> [[Float]] { (any as! [Any]).map(floats) }

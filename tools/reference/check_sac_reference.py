@@ -21,7 +21,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from llama_ref import gguf_tokenizer, load_gguf  # noqa: E402
+from llama_ref import load_gguf  # noqa: E402
 import sac_ref  # noqa: E402
 from make_sac_goldens import DEFAULT_MODEL, GOLDENS  # noqa: E402
 
@@ -31,7 +31,6 @@ def main():
     ap.add_argument("--model", default=DEFAULT_MODEL)
     args = ap.parse_args()
     t0 = time.time()
-    tok = gguf_tokenizer(args.model)
     model = load_gguf(args.model)
     g = json.load(open(os.path.join(GOLDENS, "sac-goldens.json")))
     cases = {c["name"]: c for c in g["cases"]}

@@ -9,7 +9,6 @@ Writes smollm2-logits.json, smollm2-custom.json, smollm2-custom-lora.safetensors
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -19,13 +18,12 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+from golden_io import default_model_path, r6, sha256  # noqa: E402
 from llama_ref import LoRA, gguf_tokenizer, load_gguf, round_to_bf16, write_safetensors  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 GOLDENS = os.path.join(ROOT, "Tests", "LLMTests", "Goldens")
-DEFAULT_MODEL = os.environ.get("ANCHORKV_SMOLLM2_GGUF", "/work/main/models/SmolLM2-135M-Instruct.Q4_1.gguf")
-if not os.path.exists(DEFAULT_MODEL):
-    DEFAULT_MODEL = os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")
+DEFAULT_MODEL = default_model_path()
 
 SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
 
@@ -53,14 +51,6 @@ PROMPTS = [
 N_GREEDY = 20
 TOP_K = 16
 SUBSET_STRIDE = 64
-
-
-def r6(x) -> float | list:
-    """Round to 6 significant digits (recursively for arrays)."""
-    a = np.asarray(x, dtype=np.float64)
-    if a.ndim == 0:
-        return float(f"{float(a):.6g}")
-    return [r6(v) for v in a]
 
 
 def step_entry(logits: np.ndarray) -> dict:
@@ -198,14 +188,6 @@ def make_custom_golden(model, tok, json_path, lora_path):
         json.dump(out, f, separators=(",", ":"))
     print(f"  custom: position variant changes logits by up to {np.abs(gap['logits'] - res['logits']).max():.4f}")
     return res
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def write_manifest():

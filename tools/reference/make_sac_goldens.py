@@ -13,7 +13,6 @@ MANIFEST.txt.  Deterministic: re-running reproduces the sha256s in MANIFEST.txt.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import subprocess
@@ -24,14 +23,13 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+from golden_io import default_model_path, r6, sha256  # noqa: E402
 from llama_ref import gguf_tokenizer, load_gguf, round_to_bf16, write_safetensors  # noqa: E402
 import sac_ref  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 GOLDENS = os.path.join(ROOT, "Tests", "SACTests", "Goldens")
-DEFAULT_MODEL = os.environ.get("ANCHORKV_SMOLLM2_GGUF", "/work/main/models/SmolLM2-135M-Instruct.Q4_1.gguf")
-if not os.path.exists(DEFAULT_MODEL):
-    DEFAULT_MODEL = os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")
+DEFAULT_MODEL = default_model_path()
 
 TOP_K = 16
 SUBSET_STRIDE = 64
@@ -114,21 +112,6 @@ CASES = [
     dict(name="no-adapter", ratio=5, adapter=None, text=LIGHTHOUSE,
          question="Who built the third Eddystone Lighthouse?"),
 ]
-
-
-def r6(x):
-    a = np.asarray(x, dtype=np.float64)
-    if a.ndim == 0:
-        return float(f"{float(a):.6g}")
-    return [r6(v) for v in a]
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------------------

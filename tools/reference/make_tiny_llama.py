@@ -18,6 +18,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+from golden_io import r6  # noqa: E402
 from llama_ref import (LlamaConfig, load_hf_dir, read_safetensors, rope_inv_freq,  # noqa: E402
                        safetensors_dtypes, write_safetensors)
 
@@ -80,13 +81,6 @@ PROMPTS = [
     "Hello, tiny llama! Numbers 123 and code: def f(x): return x * 2",
 ]
 N_GREEDY = 10
-
-
-def r6(a):
-    a = np.asarray(a, dtype=np.float64)
-    if a.ndim == 0:
-        return float(f"{float(a):.6g}")
-    return [r6(v) for v in a]
 
 
 def train_tokenizer():
