@@ -14,6 +14,12 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
+        // Already in the graph through Hummingbird; named so the service can import them.
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.0.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.0.0"),
     ],
     targets: [
         // System libraries (pkg-config names fixed by the platform notes).
@@ -41,9 +47,21 @@ let package = Package(
         .target(name: "KVStore", dependencies: ["CRocksDB", "CLZ4", "CKernels", "Digest"], swiftSettings: swiftFast),
         // Ingest / query orchestration over the store and the SAC engine; lexical retrieval.
         .target(name: "KnowledgeBase", dependencies: ["KVStore", "SAC", "LLM", "Digest"], swiftSettings: swiftFast),
+        // The HTTP service (Hummingbird 2): routes, auth, limits, jobs, Prometheus metrics.
+        .target(name: "HTTPService",
+                dependencies: ["KnowledgeBase", "KVStore", "SAC", "LLM", "Tokenizer",
+                               .product(name: "Hummingbird", package: "hummingbird"),
+                               .product(name: "Prometheus", package: "swift-prometheus"),
+                               .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                               .product(name: "Logging", package: "swift-log"),
+                               .product(name: "NIOCore", package: "swift-nio")]),
         .executableTarget(
             name: "anchorkv",
-            dependencies: ["LLM", "SAC", "KVStore", "KnowledgeBase", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["LLM", "SAC", "KVStore", "KnowledgeBase", "HTTPService",
+                           .product(name: "Hummingbird", package: "hummingbird"),
+                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                           .product(name: "Logging", package: "swift-log"),
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftFast),
 
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
@@ -54,6 +72,11 @@ let package = Package(
         .testTarget(name: "LLMTests", dependencies: ["LLM", "ModelFormats", "TestSupport"], resources: [.copy("Goldens")]),
         .testTarget(name: "SACTests", dependencies: ["SAC", "LLM", "Digest", "TestSupport"], resources: [.copy("Goldens")]),
         .testTarget(name: "KnowledgeBaseTests", dependencies: ["KnowledgeBase", "KVStore", "SAC", "LLM", "TestSupport"]),
+        .testTarget(name: "HTTPServiceTests", dependencies: ["HTTPService", "KnowledgeBase", "KVStore", "LLM", "SAC", "TestSupport",
+                                                             .product(name: "Hummingbird", package: "hummingbird"),
+                                                             .product(name: "HummingbirdTesting", package: "hummingbird"),
+                                                             .product(name: "Logging", package: "swift-log"),
+                                                             .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "SystemLibrariesTests", dependencies: ["CRocksDB", "CLZ4", "COpenBLAS"]),
     ]
 )

@@ -1,0 +1,112 @@
+import Foundation
+import Hummingbird
+import KVStore
+import Prometheus
+
+/// The service's Prometheus metrics (GET /metrics, text exposition format 0.0.4). One registry
+/// per service instance, so tests do not share counters.
+public final class ServiceMetrics: Sendable {
+    public let registry: PrometheusCollectorRegistry
+
+    static let latencyBuckets: [Duration] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300]
+        .map { Duration.nanoseconds(Int64($0 * 1e9)) }
+
+    let inFlight: Gauge
+    let ingestSeconds: DurationHistogram
+    let ingestTokens: Counter
+    let querySeconds: DurationHistogram
+    let queryFirstToken: DurationHistogram
+    let queryQueue: DurationHistogram
+    let answerTokens: Counter
+    let storeDocuments: Gauge
+    let storeTokens: Gauge
+    let storeKVBytes: Gauge
+    let storeBytesPerToken: Gauge
+    let storeDiskBytes: Gauge
+
+    static func name(_ name: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
+    }
+
+    public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
+        self.registry = registry
+        inFlight = registry.makeGauge(descriptor: Self.name("anchorkv_http_requests_in_flight", "HTTP requests being handled"))
+        ingestSeconds = registry.makeDurationHistogram(descriptor: Self.name("anchorkv_ingest_document_seconds", "Time to compress and store one document (added or replaced)"), buckets: Self.latencyBuckets)
+        ingestTokens = registry.makeCounter(descriptor: Self.name("anchorkv_ingest_tokens_total", "Encoder tokens of documents compressed and stored"))
+        querySeconds = registry.makeDurationHistogram(descriptor: Self.name("anchorkv_query_seconds", "Query time from slot to last answer token (retrieve, load, decode)"), buckets: Self.latencyBuckets)
+        queryFirstToken = registry.makeDurationHistogram(descriptor: Self.name("anchorkv_query_first_token_seconds", "Query time from slot to the first answer token"), buckets: Self.latencyBuckets)
+        queryQueue = registry.makeDurationHistogram(descriptor: Self.name("anchorkv_query_queue_seconds", "Time a query waited for a decode slot"), buckets: Self.latencyBuckets)
+        answerTokens = registry.makeCounter(descriptor: Self.name("anchorkv_answer_tokens_total", "Answer tokens generated"))
+        storeDocuments = registry.makeGauge(descriptor: Self.name("anchorkv_store_documents", "Documents in the store"))
+        storeTokens = registry.makeGauge(descriptor: Self.name("anchorkv_store_tokens", "Encoder tokens of the stored documents"))
+        storeKVBytes = registry.makeGauge(descriptor: Self.name("anchorkv_store_kv_bytes", "Bytes of stored anchor KV records"))
+        storeBytesPerToken = registry.makeGauge(descriptor: Self.name("anchorkv_store_bytes_per_token", "Stored KV bytes per source token"))
+        storeDiskBytes = registry.makeGauge(descriptor: Self.name("anchorkv_store_disk_bytes", "Bytes of the store folder on disk (RocksDB files)"))
+    }
+
+    func request(method: String, route: String, status: Int, seconds: Duration) {
+        registry.makeCounter(descriptor: Self.name("anchorkv_http_requests_total", "HTTP requests by method, route and status"), labels: [("method", method), ("route", route), ("status", String(status))]).increment()
+        registry.makeDurationHistogram(descriptor: Self.name("anchorkv_http_request_duration_seconds", "Time to the response head by method and route"), labels: [("method", method), ("route", route)],
+                                       buckets: Self.latencyBuckets).record(seconds)
+    }
+
+    func ingested(status: String, tokens: Int, seconds: Double) {
+        registry.makeCounter(descriptor: Self.name("anchorkv_ingest_documents_total", "Documents by ingest outcome"), labels: [("status", status)]).increment()
+        if status == "added" || status == "replaced" {
+            ingestTokens.increment(by: Int64(tokens))
+            ingestSeconds.record(.nanoseconds(Int64(seconds * 1e9)))
+        }
+    }
+
+    func queried(outcome: String) {
+        registry.makeCounter(descriptor: Self.name("anchorkv_queries_total", "Queries by outcome"), labels: [("outcome", outcome)]).increment()
+    }
+
+    /// Store gauges, refreshed when /metrics is scraped.
+    func refreshStore(_ store: KVStore) throws {
+        var docs = 0, tokens = 0, bytes = 0
+        for d in try store.documents() { docs += 1; tokens += d.tokens; bytes += d.kvBytes }
+        storeDocuments.set(Double(docs))
+        storeTokens.set(Double(tokens))
+        storeKVBytes.set(Double(bytes))
+        storeBytesPerToken.set(tokens > 0 ? Double(bytes) / Double(tokens) : 0)
+        storeDiskBytes.set(Double(Self.folderBytes(store.path)))
+    }
+
+    static func folderBytes(_ path: String) -> Int {
+        let fm = FileManager.default
+        guard let names = fm.enumerator(atPath: path) else { return 0 }
+        var total = 0
+        for case let name as String in names {
+            if let a = try? fm.attributesOfItem(atPath: (path as NSString).appendingPathComponent(name)),
+               a[.type] as? FileAttributeType == .typeRegular, let n = a[.size] as? Int { total += n }
+        }
+        return total
+    }
+
+    public func exposition() -> [UInt8] { registry.emitToBuffer() }
+}
+
+/// Counts requests and their latency (to the response head) by method, route pattern and status.
+struct MetricsMiddleware<Context: RequestContext>: RouterMiddleware {
+    let metrics: ServiceMetrics
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let start = ContinuousClock.now
+        metrics.inFlight.increment()
+        defer { metrics.inFlight.decrement() }
+        var status = 500
+        defer {
+            metrics.request(method: request.method.rawValue, route: context.endpointPath ?? "unmatched", status: status,
+                            seconds: ContinuousClock.now - start)
+        }
+        do {
+            let response = try await next(request, context)
+            status = response.status.code
+            return response
+        } catch {
+            status = APIError.from(error).status.code
+            throw error
+        }
+    }
+}
