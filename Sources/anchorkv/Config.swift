@@ -1,4 +1,5 @@
 import Foundation
+import HTTPService
 
 /// Settings from config/anchorkv.json (or --config / $ANCHORKV_CONFIG). Flags override the
 /// environment, which overrides this file, which overrides the built-in defaults.
@@ -15,6 +16,8 @@ struct AppConfig {
     var answerMaxTokens = 64
     /// The store folder (relative paths against the repository root).
     var storePath = "data/store"
+    /// `anchorkv serve` settings (the "serve" object).
+    var serve = ServiceConfig()
     /// Where the file was found (for relative paths and for messages), nil when none was.
     var source: URL?
 
@@ -67,6 +70,10 @@ struct AppConfig {
                     c.sacAdapters[r] = v.hasPrefix("/") ? v : root.appendingPathComponent(v).path
                 }
             }
+        }
+        if let serve = obj["serve"] {
+            guard let serve = serve as? [String: Any] else { throw CLIError("config file \(url.path): serve must be an object") }
+            do { try c.serve.apply(json: serve, root: root) } catch { throw CLIError("config file \(url.path): \(error)") }
         }
         return c
     }

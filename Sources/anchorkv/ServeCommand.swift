@@ -1,0 +1,96 @@
+import ArgumentParser
+import Foundation
+import HTTPService
+import Hummingbird
+import KVStore
+import KnowledgeBase
+import Logging
+import ServiceLifecycle
+
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Run the HTTP service: ingest, query, document KV, jobs, health and metrics (docs/http-api.md).",
+        discussion: """
+            Binds 127.0.0.1:8080 by default (config/anchorkv.json "serve"). Any other address needs an API token \
+            (ANCHORKV_API_TOKEN, serve.api_token_file or --api-token-file); every endpoint but /health then needs \
+            'Authorization: Bearer TOKEN'. Environment: ANCHORKV_HOST, ANCHORKV_PORT, ANCHORKV_API_TOKEN, \
+            ANCHORKV_API_TOKEN_FILE (flags override them, they override the file). SIGTERM or SIGINT: new work is \
+            refused, in-flight queries finish, ingests stop after their current document, jobs at their next safe \
+            point, then the server drains its connections (at most serve.shutdown_grace_s, then in-flight work is \
+            cancelled). Prints "listening on http://HOST:PORT" on stdout once it accepts connections.
+            """)
+
+    @OptionGroup var modelOptions: ModelOptions
+    @OptionGroup var storeOptions: StoreOptions
+    @OptionGroup var sac: SACOptions
+    @Option(name: .long, help: "Address to bind (default: serve.host, 127.0.0.1).") var host: String?
+    @Option(name: .long, help: "Port (default: serve.port, 8080; 0 picks a free one).") var port: Int?
+    @Option(name: .long, help: "File whose first line is the API token (keeps it out of the process list).") var apiTokenFile: String?
+    @Option(name: .long, help: "Largest JSON body in bytes (default: serve.max_body_bytes).") var maxBodyBytes: Int?
+    @Option(name: .long, help: "Request timeout in seconds for queries (default: serve.request_timeout_s).") var requestTimeout: Double?
+    @Option(name: .long, help: "Queries decoding at once (default: serve.max_concurrent_queries).") var maxConcurrentQueries: Int?
+    @Option(name: .long, help: "Element type for a new store: f16 (default), bf16 or int8.") var dtype = "f16"
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error.") var logLevel = "info"
+
+    /// The service settings: flags > environment > config file > defaults.
+    func serviceConfig(_ cfg: AppConfig) throws -> ServiceConfig {
+        var sc = cfg.serve
+        sc.defaultMaxTokens = cfg.answerMaxTokens
+        let env = ProcessInfo.processInfo.environment
+        if let h = env["ANCHORKV_HOST"], !h.isEmpty { sc.host = h }
+        if let p = env["ANCHORKV_PORT"], !p.isEmpty {
+            guard let v = Int(p) else { throw CLIError("ANCHORKV_PORT is not a number: \(p)") }
+            sc.port = v
+        }
+        if let f = env["ANCHORKV_API_TOKEN_FILE"], !f.isEmpty { sc.apiToken = try ServiceConfig.readToken(file: f) }
+        if let t = env["ANCHORKV_API_TOKEN"], !t.isEmpty { sc.apiToken = t }
+        if let host { sc.host = host }
+        if let port { sc.port = port }
+        if let apiTokenFile { sc.apiToken = try ServiceConfig.readToken(file: apiTokenFile) }
+        if let maxBodyBytes { sc.maxBodyBytes = maxBodyBytes }
+        if let requestTimeout { sc.requestTimeout = requestTimeout }
+        if let maxConcurrentQueries { sc.maxConcurrentQueries = maxConcurrentQueries }
+        try sc.validate()
+        return sc
+    }
+
+    func run() async throws {
+        guard let level = Logger.Level(rawValue: logLevel) else { throw ValidationError("--log-level must be trace, debug, info, notice, warning or error") }
+        guard let dt = TensorDType(name: dtype) else { throw ValidationError("--dtype must be f16, bf16 or int8") }
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = level
+            return h
+        }
+        let logger = Logger(label: "anchorkv")
+        let cfg = try modelOptions.appConfig()
+        let sc: ServiceConfig
+        do { sc = try serviceConfig(cfg) } catch let e as CLIError { throw e } catch { throw CLIError("\(error)") }
+
+        let kb = try openKnowledgeBase(modelOptions: modelOptions, storeOptions: storeOptions, sac: sac, create: true, dtype: dt)
+        let service: AnchorService
+        do { service = try AnchorService(kb: kb, config: sc, logger: logger) } catch { throw CLIError("\(error)") }
+        logger.info("model \(kb.model.name), store \(kb.store.path), ratio \(kb.ratio), adapter \(kb.adapter?.fingerprint ?? "none")")
+
+        let app = AnchorKVServer.application(service: service, logger: logger) { channel in
+            let port = channel.localAddress?.port ?? sc.port
+            let shown = sc.host.contains(":") ? "[\(sc.host)]" : sc.host
+            FileHandle.standardOutput.write(Data("listening on http://\(shown):\(port)\n".utf8))
+            logger.info("listening on http://\(shown):\(port)\(sc.apiToken == nil ? " (no API token: loopback only)" : " (bearer token required)")")
+        }
+        var groupConfig = ServiceGroupConfiguration(
+            services: [
+                .init(service: app),
+                // Shut down first (services stop in reverse order): refuse new work and stop
+                // jobs before the server drains the requests still in flight.
+                .init(service: AnchorServiceLifecycle(service), successTerminationBehavior: .gracefullyShutdownGroup),
+            ],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger)
+        groupConfig.maximumGracefulShutdownDuration = .nanoseconds(Int64(sc.shutdownGrace * 1e9))
+        groupConfig.maximumCancellationDuration = .seconds(5)
+        try await ServiceGroup(configuration: groupConfig).run()
+        logger.info("stopped")
+    }
+}
