@@ -190,7 +190,14 @@ public struct ImportReport: Sendable {
 /// the batch, but its C API ingests one column family per call, which is not atomic across the
 /// five families a document spans, and imported documents need new internal numbers anyway.)
 public enum SnapshotImporter {
-    public static func importSnapshot(from path: String, into store: KVStore, onConflict: ConflictPolicy = .fail) throws -> ImportReport {
+    /// Phases reported while importing: documents verified so far, then the single write.
+    public enum Progress: Sendable {
+        case verified(documents: Int, of: Int)
+        case writing(documents: Int)
+    }
+
+    public static func importSnapshot(from path: String, into store: KVStore, onConflict: ConflictPolicy = .fail,
+                                      progress: (Progress) -> Void = { _ in }) throws -> ImportReport {
         let t0 = DispatchTime.now().uptimeNanoseconds
         let head = try SnapshotReader.manifest(path: path)
         guard head.modelFingerprint == store.manifest.modelFingerprint else {
@@ -200,7 +207,10 @@ public enum SnapshotImporter {
         var report = ImportReport(manifest: head)
         var writes: [EncodedDocument] = []
         var conflicts: [String] = []
+        var seen = 0
         let manifest = try SnapshotReader.read(path: path) { doc in
+            seen += 1
+            progress(.verified(documents: seen, of: head.documents))
             let id = doc.record.id
             if let old = try store.document(id) {
                 if old.contentHash == doc.record.contentHash && old.ratio == doc.record.ratio && old.adapter == doc.record.adapter {
@@ -226,6 +236,7 @@ public enum SnapshotImporter {
                     throw SnapshotError.invalid("the store holds ratio \(ratio) KV made with adapter \(existing); the snapshot's is \(fp), and mixing them would break answers. Import into another --store. Nothing was imported")
                 }
             }
+            progress(.writing(documents: writes.count))
             try store.putEncoded(writes, adapters: adapters)
         }
         report.bytes = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0

@@ -75,7 +75,16 @@ struct ImportCommand: ParsableCommand {
                 let m = try SnapshotReader.read(path: file)
                 store = try KVStore(path: path, modelFingerprint: m.modelFingerprint, modelName: m.modelName, create: true)
             }
-            report = try SnapshotImporter.importSnapshot(from: file, into: store, onConflict: policy)
+            let tty = isatty(2) == 1
+            report = try SnapshotImporter.importSnapshot(from: file, into: store, onConflict: policy) { p in
+                switch p {
+                case .verified(let n, let total):
+                    let line = "verified \(n)/\(total) documents"
+                    if tty { StandardError.write("\r\u{1B}[K" + line) } else if n == total || n % 100 == 0 { StandardError.write(line + "\n") }
+                case .writing(let n):
+                    StandardError.write((tty ? "\n" : "") + "writing \(n) documents in one atomic batch\n")
+                }
+            }
         } catch { throw CLIError("\(error)") }
         let obj: [String: Any] = [
             "store": path, "file": file, "added": report.added, "replaced": report.replaced, "unchanged": report.unchanged,

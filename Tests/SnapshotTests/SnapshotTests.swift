@@ -24,26 +24,8 @@ final class SnapshotTests: XCTestCase {
     /// `layers` layers of 192 columns.
     func syntheticStore(_ name: String, fingerprint: String = "synthetic-model", docs: Int, windows: Int = 2, rows: Int = 34,
                         layers: Int = 4, seed: UInt64 = 1, idPrefix: String = "doc") throws -> KVStore {
-        let store = try KVStore(path: path(name), modelFingerprint: fingerprint, modelName: "synthetic", create: true)
-        try store.registerAdapter(ratio: 15, fingerprint: "adapter-r15")
-        var rng = SplitMix(seed)
-        for d in 0..<docs {
-            var wins: [WindowRecord] = [], kv: [[TensorRecord]] = []
-            for w in 0..<windows {
-                let text = "window \(w) of document \(d) about rivers and lighthouses number \(rng.next() % 1000)"
-                wins.append(WindowRecord(tokens: (0..<510).map { _ in Int32(rng.next() % 49152) }, text: text, start: w * 510,
-                                         terms: LexicalAnalyzer.terms(text)))
-                kv.append((0..<layers).map { _ in
-                    TensorRecord(positions: (0..<rows).map { Int32(w * 510 + 7 + 15 * $0) },
-                                 keys: (0..<(rows * 192)).map { _ in rng.float() }, values: (0..<(rows * 192)).map { _ in rng.float() }, cols: 192)
-                })
-            }
-            let record = DocumentRecord(id: "\(idPrefix)-\(d)", title: "Document \(d)", source: "test", contentHash: "hash-\(d)-\(seed)",
-                                        ratio: 15, adapter: "adapter-r15", windows: windows, tokens: windows * 510, anchors: windows * rows,
-                                        ingestedAt: KVStore.timestamp())
-            try store.put(DocumentWrite(record: record, windows: wins, kv: kv))
-        }
-        return store
+        try SnapshotTestsSupport.syntheticStore(path: path(name), fingerprint: fingerprint, docs: docs, windows: windows, rows: rows,
+                                                layers: layers, seed: seed, idPrefix: idPrefix)
     }
 
     /// sha256 over every key and value of every column family: equal digests = unchanged store.
