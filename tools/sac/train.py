@@ -57,12 +57,12 @@ LORA_FORMAT = "anchorkv.lora-adapter"
 class Base:
     """Frozen Llama weights (fp32 torch tensors, W stored [in, out], HF row order)."""
 
-    def __init__(self, path: str, device: str = "cpu"):
-        m = load_gguf(path, dtype=np.float32)
+    def __init__(self, path: str, device: str = "cpu", dtype=torch.float32):
+        m = load_gguf(path, dtype=np.float64 if dtype == torch.float64 else np.float32)
         c = m.cfg
         self.cfg = c
         self.nl, self.H, self.nh, self.nkv, self.d = c.num_layers, c.hidden_size, c.num_heads, c.num_kv_heads, c.head_dim
-        t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(device)
+        t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(device=device, dtype=dtype)
         self.embed = t(m.embed)
         self.lm_head = self.embed if m.lm_head is None else t(m.lm_head)
         self.final_norm = t(m.final_norm)
@@ -71,7 +71,7 @@ class Base:
             self.layers.append({k: t(getattr(L, k)) for k in ("attn_norm", "ffn_norm", "wq", "wk", "wv", "wo", "wg", "wu", "wd")})
         self.eps = float(c.rms_norm_eps)
         self.inv_freq = torch.from_numpy(m.inv_freq.astype(np.float64)).to(device)
-        self.device = device
+        self.device, self.dtype = device, dtype
         del m
 
     def rms(self, x, w):
@@ -80,7 +80,7 @@ class Base:
     def cos_sin(self, pos):
         ang = pos.to(torch.float64)[:, None] * self.inv_freq[None, :]
         emb = torch.cat([ang, ang], -1)
-        return emb.cos().float(), emb.sin().float()
+        return emb.cos().to(self.dtype), emb.sin().to(self.dtype)
 
     @staticmethod
     def rope(x, cos, sin):  # x [heads, T, d]
@@ -132,8 +132,9 @@ class Trainable:
         H, dev = base.H, base.device
         qd, kvd = base.nh * base.d, base.nkv * base.d
         bound = 1.0 / math.sqrt(H)  # kaiming_uniform(a=sqrt 5) over fan_in = H
-        u = lambda *s: ((torch.rand(*s, generator=g) * 2 - 1) * bound).to(dev).requires_grad_()
-        z = lambda *s: torch.zeros(*s, device=dev, requires_grad=True)
+        dt = base.dtype
+        u = lambda *s: ((torch.rand(*s, generator=g, dtype=torch.float64) * 2 - 1) * bound).to(dev, dt).requires_grad_()
+        z = lambda *s: torch.zeros(*s, device=dev, dtype=dt, requires_grad=True)
         self.rank, self.scale, self.ratio = rank, scale, ratio
         self.qA = [u(H, rank) for _ in range(base.nl)]
         self.qB = [z(rank, qd) for _ in range(base.nl)]
@@ -141,9 +142,10 @@ class Trainable:
         self.vB = [z(rank, kvd) for _ in range(base.nl)]
         self.role = self.special = None
         if ratio is not None:
-            self.role = (torch.randn(WINDOW // ratio, H, generator=g) * 0.02).to(dev).requires_grad_()
+            self.role = (torch.randn(WINDOW // ratio, H, generator=g, dtype=torch.float64) * 0.02).to(dev, dt).requires_grad_()
             e = base.embed
-            self.special = (torch.randn(2, H, generator=g) * e.std().item() + e.mean().item()).to(dev).requires_grad_()
+            self.special = (torch.randn(2, H, generator=g, dtype=torch.float64) * e.std().item()
+                            + e.mean().item()).to(dev, dt).requires_grad_()
 
     def params(self):
         p = self.qA + self.qB + self.vA + self.vB
