@@ -41,11 +41,13 @@ let package = Package(
         .target(name: "KVStore", dependencies: ["CRocksDB", "CLZ4", "CKernels", "Digest"], swiftSettings: swiftFast),
         // Ingest / query orchestration over the store and the SAC engine; lexical retrieval.
         .target(name: "KnowledgeBase", dependencies: ["KVStore", "SAC", "LLM", "Digest"], swiftSettings: swiftFast),
+        // Answer-quality metrics and the evaluation runner (SAC, full context, closed book).
+        .target(name: "Evaluation", dependencies: ["SAC", "LLM"], swiftSettings: swiftFast),
         // Snapshot files: streamed export from a RocksDB snapshot, verified atomic import.
         .target(name: "Snapshots", dependencies: ["KVStore", "Digest"], swiftSettings: swiftFast),
         .executableTarget(
             name: "anchorkv",
-            dependencies: ["LLM", "SAC", "KVStore", "KnowledgeBase", "Snapshots", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["LLM", "SAC", "KVStore", "KnowledgeBase", "Snapshots", "Evaluation", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftFast),
 
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
@@ -57,6 +59,7 @@ let package = Package(
         .testTarget(name: "SACTests", dependencies: ["SAC", "LLM", "Digest", "TestSupport"], resources: [.copy("Goldens")]),
         .testTarget(name: "KnowledgeBaseTests", dependencies: ["KnowledgeBase", "KVStore", "SAC", "LLM", "TestSupport"]),
         .testTarget(name: "SnapshotTests", dependencies: ["Snapshots", "KnowledgeBase", "KVStore", "SAC", "LLM", "TestSupport"]),
+        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "SAC", "LLM", "TestSupport"]),
         .testTarget(name: "SystemLibrariesTests", dependencies: ["CRocksDB", "CLZ4", "COpenBLAS"]),
     ]
 )
