@@ -23,6 +23,7 @@ struct EvalCommand: ParsableCommand {
     @Option(name: .long, help: "LoRA adapter (anchorkv.lora-adapter) for full / closed-book.") var lora: String?
     @Option(name: .long, help: "Only this task (e.g. quoref, drop).") var task: String?
     @Option(name: .long, help: "Only the first N examples (after --task).") var limit: Int?
+    @Option(name: .long, help: "Only the first N examples of each task (a fixed subset when time is short).") var perTask: Int?
     @Option(name: .long, help: "Maximum answer tokens.") var maxTokens = 32
     @Option(name: .long, help: "Write every prediction with its scores to this JSONL file.") var out: String?
     @Flag(name: .long, help: "Print the summary as one JSON object.") var json = false
@@ -31,6 +32,7 @@ struct EvalCommand: ParsableCommand {
         guard ["sac", "full", "closed-book"].contains(system) else { throw ValidationError("--system must be sac, full or closed-book") }
         if lora != nil && system == "sac" { throw ValidationError("--lora is for --system full or closed-book; SAC adapters go in --adapter") }
         if let limit, limit <= 0 { throw ValidationError("--limit must be positive") }
+        if let perTask, perTask <= 0 { throw ValidationError("--per-task must be positive") }
         if maxTokens <= 0 { throw ValidationError("--max-tokens must be positive") }
     }
 
@@ -38,6 +40,10 @@ struct EvalCommand: ParsableCommand {
         var examples: [QAExample]
         do { examples = try QAExample.load(path: data) } catch { throw CLIError("\(error)") }
         if let task { examples = examples.filter { $0.task == task } }
+        if let perTask {
+            var seen: [String: Int] = [:]
+            examples = examples.filter { e in seen[e.task, default: 0] += 1; return seen[e.task]! <= perTask }
+        }
         if let limit { examples = Array(examples.prefix(limit)) }
         guard !examples.isEmpty else { throw CLIError("no examples\(task.map { " for task '\($0)'" } ?? "") in \(data)") }
         let cfg = try modelOptions.appConfig()
