@@ -80,7 +80,7 @@ extension KnowledgeBase {
                 report.failed.append((doc.id, "\(error)"))
             }
         }
-        progress(todo.count, todo.count, "")
+        if !todo.isEmpty { progress(todo.count, todo.count, "") }
         if !report.compacted.isEmpty { store.compactStorage() }
         report.diskBytesAfter = store.diskBytes()
         report.seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
