@@ -47,9 +47,13 @@ let package = Package(
         .target(name: "KVStore", dependencies: ["CRocksDB", "CLZ4", "CKernels", "Digest"], swiftSettings: swiftFast),
         // Ingest / query orchestration over the store and the SAC engine; lexical retrieval.
         .target(name: "KnowledgeBase", dependencies: ["KVStore", "SAC", "LLM", "Digest"], swiftSettings: swiftFast),
+        // Answer-quality metrics and the evaluation runner (SAC, full context, closed book).
+        .target(name: "Evaluation", dependencies: ["SAC", "LLM"], swiftSettings: swiftFast),
+        // Snapshot files: streamed export from a RocksDB snapshot, verified atomic import.
+        .target(name: "Snapshots", dependencies: ["KVStore", "Digest"], swiftSettings: swiftFast),
         // The HTTP service (Hummingbird 2): routes, auth, limits, jobs, Prometheus metrics.
         .target(name: "HTTPService",
-                dependencies: ["KnowledgeBase", "KVStore", "SAC", "LLM", "Tokenizer",
+                dependencies: ["KnowledgeBase", "KVStore", "SAC", "LLM", "Tokenizer", "Snapshots",
                                .product(name: "Hummingbird", package: "hummingbird"),
                                .product(name: "Prometheus", package: "swift-prometheus"),
                                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -57,7 +61,7 @@ let package = Package(
                                .product(name: "NIOCore", package: "swift-nio")]),
         .executableTarget(
             name: "anchorkv",
-            dependencies: ["LLM", "SAC", "KVStore", "KnowledgeBase", "HTTPService",
+            dependencies: ["LLM", "SAC", "KVStore", "KnowledgeBase", "Snapshots", "Evaluation", "HTTPService",
                            .product(name: "Hummingbird", package: "hummingbird"),
                            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                            .product(name: "Logging", package: "swift-log"),
@@ -72,7 +76,9 @@ let package = Package(
         .testTarget(name: "LLMTests", dependencies: ["LLM", "ModelFormats", "TestSupport"], resources: [.copy("Goldens")]),
         .testTarget(name: "SACTests", dependencies: ["SAC", "LLM", "Digest", "TestSupport"], resources: [.copy("Goldens")]),
         .testTarget(name: "KnowledgeBaseTests", dependencies: ["KnowledgeBase", "KVStore", "SAC", "LLM", "TestSupport"]),
-        .testTarget(name: "HTTPServiceTests", dependencies: ["HTTPService", "KnowledgeBase", "KVStore", "LLM", "SAC", "TestSupport",
+        .testTarget(name: "SnapshotTests", dependencies: ["Snapshots", "KnowledgeBase", "KVStore", "SAC", "LLM", "TestSupport"]),
+        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "SAC", "LLM", "TestSupport"]),
+        .testTarget(name: "HTTPServiceTests", dependencies: ["HTTPService", "KnowledgeBase", "KVStore", "LLM", "SAC", "Snapshots", "TestSupport",
                                                              .product(name: "Hummingbird", package: "hummingbird"),
                                                              .product(name: "HummingbirdTesting", package: "hummingbird"),
                                                              .product(name: "Logging", package: "swift-log"),

@@ -64,6 +64,16 @@ public struct DocumentWrite: Sendable {
     }
 }
 
+/// A document with its KV records already encoded (TensorCodec bytes, [window][layer]).
+public struct EncodedDocument: Sendable {
+    public var record: DocumentRecord
+    public var windows: [WindowRecord]
+    public var kv: [[[UInt8]]]
+    public init(record: DocumentRecord, windows: [WindowRecord], kv: [[[UInt8]]]) {
+        self.record = record; self.windows = windows; self.kv = kv
+    }
+}
+
 /// A posting of the lexical index: a window containing a term.
 public struct Posting: Sendable, Equatable {
     public var document: UInt64
@@ -101,8 +111,10 @@ public final class KVStore: @unchecked Sendable {
     /// One writer at a time inside the process (RocksDB's LOCK file keeps other processes out).
     private let writeLock = NSLock()
 
-    /// Opens the store at `path`, creating it when `create` is set and nothing is there.
-    public init(path: String, modelFingerprint: String, modelName: String, create: Bool, dtype: TensorDType = .f16) throws {
+    /// Opens the store at `path`, creating it when `create` is set and nothing is there. A nil
+    /// `modelFingerprint` opens an existing store for whatever model it holds (snapshot tools
+    /// move bytes without running the model); creating a store needs one.
+    public init(path: String, modelFingerprint: String?, modelName: String?, create: Bool, dtype: TensorDType = .f16) throws {
         self.path = path
         let exists = FileManager.default.fileExists(atPath: (path as NSString).appendingPathComponent("CURRENT"))
         if !exists && !create { throw StoreError.notAStore(path: path) }
@@ -111,13 +123,14 @@ public final class KVStore: @unchecked Sendable {
         if let raw = try db.get("meta", Array("manifest".utf8)) {
             guard let m = try? JSONDecoder().decode(StoreManifest.self, from: Data(raw)) else { throw StoreError.corrupt("the store manifest is not valid JSON") }
             guard m.formatVersion == StoreManifest.currentFormat else { throw StoreError.unsupportedFormat(path: path, version: m.formatVersion) }
-            guard m.modelFingerprint == modelFingerprint else {
-                throw StoreError.modelMismatch(path: path, store: "\(m.modelName) (\(m.modelFingerprint))", model: "\(modelName) (\(modelFingerprint))")
+            if let modelFingerprint, m.modelFingerprint != modelFingerprint {
+                throw StoreError.modelMismatch(path: path, store: "\(m.modelName) (\(m.modelFingerprint))", model: "\(modelName ?? "?") (\(modelFingerprint))")
             }
             manifest = m
             self.dtype = TensorDType(name: m.dtype) ?? dtype
         } else {
             guard create else { throw StoreError.notAStore(path: path) }
+            guard let modelFingerprint, let modelName else { throw StoreError.invalidInput("creating a store needs the model's fingerprint") }
             manifest = StoreManifest(formatVersion: StoreManifest.currentFormat, modelFingerprint: modelFingerprint, modelName: modelName,
                                      adapters: [:], dtype: dtype.description, createdAt: Self.timestamp())
             self.dtype = dtype
@@ -171,15 +184,15 @@ public final class KVStore: @unchecked Sendable {
 
     // MARK: reads
 
-    public func document(_ id: String) throws -> DocumentRecord? {
-        guard let raw = try db.get("docs", Array(id.utf8)) else { return nil }
+    public func document(_ id: String, snapshot: RocksDB.Snapshot? = nil) throws -> DocumentRecord? {
+        guard let raw = try db.get("docs", Array(id.utf8), snapshot: snapshot) else { return nil }
         guard let d = try? JSONDecoder().decode(DocumentRecord.self, from: Data(raw)) else { throw StoreError.corrupt("document record '\(id)' is not valid JSON") }
         return d
     }
 
-    public func documents() throws -> [DocumentRecord] {
+    public func documents(snapshot: RocksDB.Snapshot? = nil) throws -> [DocumentRecord] {
         var out: [DocumentRecord] = []
-        try db.scan("docs", prefix: []) { _, v in
+        try db.scan("docs", prefix: [], snapshot: snapshot) { _, v in
             guard let d = try? JSONDecoder().decode(DocumentRecord.self, from: Data(v)) else { throw StoreError.corrupt("a document record is not valid JSON") }
             out.append(d)
             return true
@@ -187,8 +200,8 @@ public final class KVStore: @unchecked Sendable {
         return out
     }
 
-    public func window(_ doc: DocumentRecord, _ w: Int) throws -> WindowRecord {
-        guard let raw = try db.get("windows", Self.windowKey(doc.number, w)) else {
+    public func window(_ doc: DocumentRecord, _ w: Int, snapshot: RocksDB.Snapshot? = nil) throws -> WindowRecord {
+        guard let raw = try db.get("windows", Self.windowKey(doc.number, w), snapshot: snapshot) else {
             throw StoreError.corruptRecord(document: doc.id, window: w, layer: nil, reason: "window record is missing")
         }
         guard let r = try? JSONDecoder().decode(WindowRecord.self, from: Data(raw)) else {
@@ -210,6 +223,23 @@ public final class KVStore: @unchecked Sendable {
             }
         }
         return out
+    }
+
+    /// One layer's KV record exactly as stored (for snapshots: copied byte for byte, so
+    /// tensors round-trip identically), its checksum verified.
+    public func rawKV(_ doc: DocumentRecord, window w: Int, layer l: Int, snapshot: RocksDB.Snapshot? = nil) throws -> [UInt8] {
+        guard let raw = try db.get("kv", Self.kvKey(doc.number, w, ratio: doc.ratio, layer: l), snapshot: snapshot) else {
+            throw StoreError.corruptRecord(document: doc.id, window: w, layer: l, reason: "KV record is missing")
+        }
+        do { try raw.withUnsafeBytes { try TensorCodec.verify($0) } } catch {
+            throw StoreError.corruptRecord(document: doc.id, window: w, layer: l, reason: "\(error)")
+        }
+        return raw
+    }
+
+    /// How many layers of KV a window holds (counted from its keys).
+    public func layerCount(of doc: DocumentRecord, snapshot: RocksDB.Snapshot? = nil) throws -> Int {
+        try db.keys("kv", prefix: Self.windowKey(doc.number, 0) + Self.be16(doc.ratio), snapshot: snapshot).count
     }
 
     /// Postings of one term.
@@ -246,33 +276,62 @@ public final class KVStore: @unchecked Sendable {
         guard write.windows.count == write.kv.count, write.windows.count == write.record.windows else {
             throw StoreError.invalidInput("document '\(write.record.id)': \(write.windows.count) windows, \(write.kv.count) KV lists, record says \(write.record.windows)")
         }
-        let (encoded, kvBytes) = encode(write.kv)  // outside the lock: it is the slow part
+        let (encoded, _) = encode(write.kv)  // outside the lock: it is the slow part
+        return try putEncoded([EncodedDocument(record: write.record, windows: write.windows, kv: encoded)], adapters: [:])[0]
+    }
+
+    /// Stores many documents whose KV is already encoded (snapshot import) in ONE atomic batch:
+    /// either all of them are visible afterwards or none. `adapters` (ratio -> fingerprint) are
+    /// merged into the manifest in the same batch; a ratio the store holds with another adapter
+    /// is refused before anything is written.
+    @discardableResult
+    public func putEncoded(_ docs: [EncodedDocument], adapters: [String: String]) throws -> [DocumentRecord] {
+        for d in docs {
+            guard d.windows.count == d.kv.count, d.windows.count == d.record.windows else {
+                throw StoreError.invalidInput("document '\(d.record.id)': \(d.windows.count) windows, \(d.kv.count) KV lists, record says \(d.record.windows)")
+            }
+        }
+        guard Set(docs.map(\.record.id)).count == docs.count else { throw StoreError.invalidInput("a document id appears twice in one write") }
         writeLock.lock(); defer { writeLock.unlock() }
         let b = db.makeBatch()
-        var stats = try lexStats()
-        if let old = try document(write.record.id) { try deleteKeys(of: old, in: b, stats: &stats) }
-        let number = (try db.get("meta", Array("next_doc".utf8))).map { $0.withUnsafeBytes { Self.readBE($0, 0, 8) } } ?? 1
-        b.put("meta", Array("next_doc".utf8), Self.be64(number + 1))
-        var record = write.record
-        record.number = number
-        record.kvBytes = kvBytes
-        for (w, win) in write.windows.enumerated() {
-            b.put("windows", Self.windowKey(number, w), try Self.json(win))
-            for (l, rec) in encoded[w].enumerated() { b.put("kv", Self.kvKey(number, w, ratio: record.ratio, layer: l), rec) }
-            let length = win.termCount
-            for (term, tf) in win.terms {
-                var v = [UInt8]()
-                withUnsafeBytes(of: UInt32(tf)) { v += $0 }
-                withUnsafeBytes(of: UInt32(length)) { v += $0 }
-                b.put("lex", Self.lexKey(term, number, w), v)
+        var m = manifest
+        for (ratio, fp) in adapters {
+            if let existing = m.adapters[ratio], existing != fp {
+                throw StoreError.invalidInput("the store holds ratio \(ratio) KV made with adapter \(existing); the new data uses \(fp). Use another store")
             }
-            stats.windows += 1
-            stats.totalLength += length
+            m.adapters[ratio] = fp
         }
+        if m != manifest { b.put("meta", Array("manifest".utf8), try Self.json(m)) }
+        var stats = try lexStats()
+        var number = (try db.get("meta", Array("next_doc".utf8))).map { $0.withUnsafeBytes { Self.readBE($0, 0, 8) } } ?? 1
+        var stored: [DocumentRecord] = []
+        for d in docs {
+            if let old = try document(d.record.id) { try deleteKeys(of: old, in: b, stats: &stats) }
+            var record = d.record
+            record.number = number
+            record.kvBytes = d.kv.joined().reduce(0) { $0 + $1.count }
+            number += 1
+            for (w, win) in d.windows.enumerated() {
+                b.put("windows", Self.windowKey(record.number, w), try Self.json(win))
+                for (l, rec) in d.kv[w].enumerated() { b.put("kv", Self.kvKey(record.number, w, ratio: record.ratio, layer: l), rec) }
+                let length = win.termCount
+                for (term, tf) in win.terms {
+                    var v = [UInt8]()
+                    withUnsafeBytes(of: UInt32(tf)) { v += $0 }
+                    withUnsafeBytes(of: UInt32(length)) { v += $0 }
+                    b.put("lex", Self.lexKey(term, record.number, w), v)
+                }
+                stats.windows += 1
+                stats.totalLength += length
+            }
+            b.put("docs", Array(record.id.utf8), try Self.json(record))
+            stored.append(record)
+        }
+        b.put("meta", Array("next_doc".utf8), Self.be64(number))
         b.put("meta", Array("lexstats".utf8), try Self.json(stats))
-        b.put("docs", Array(record.id.utf8), try Self.json(record))
         try db.write(b)
-        return record
+        manifest = m
+        return stored
     }
 
     /// Deletes a document and every key under it atomically. Returns false when it was not there.
@@ -316,13 +375,15 @@ public final class KVStore: @unchecked Sendable {
         }
     }
 
-    /// Swaps a document's KV for new ones at another ratio (compaction), atomically.
-    public func replaceKV(of id: String, expectedRatio: Int, ratio: Int, adapter: String?, kv: [[TensorRecord]], anchors: Int) throws -> (before: Int, after: Int) {
+    /// Swaps a document's KV for new ones at another ratio (compaction), atomically: the old
+    /// ratio's records go, the new ones and the updated record arrive in one batch. Refused when
+    /// the document changed (re-ingested, deleted, compacted) since `expected` was read.
+    public func replaceKV(of expected: DocumentRecord, ratio: Int, adapter: String?, kv: [[TensorRecord]], anchors: Int) throws -> (before: Int, after: Int) {
         let (encoded, after) = encode(kv)
         writeLock.lock(); defer { writeLock.unlock() }
-        guard var doc = try document(id) else { throw StoreError.invalidInput("document '\(id)' is gone") }
-        guard doc.ratio == expectedRatio, kv.count == doc.windows else {
-            throw StoreError.invalidInput("document '\(id)' changed while it was being re-encoded")
+        guard var doc = try document(expected.id) else { throw StoreError.invalidInput("document '\(expected.id)' is gone") }
+        guard doc == expected, kv.count == doc.windows else {
+            throw StoreError.invalidInput("document '\(expected.id)' changed while it was being re-encoded")
         }
         let before = doc.kvBytes
         let b = db.makeBatch()
@@ -334,9 +395,24 @@ public final class KVStore: @unchecked Sendable {
         doc.adapter = adapter
         doc.kvBytes = after
         doc.anchors = anchors
-        b.put("docs", Array(id.utf8), try Self.json(doc))
+        b.put("docs", Array(doc.id.utf8), try Self.json(doc))
         try db.write(b)
         return (before, after)
+    }
+
+    /// Runs RocksDB's own compaction over every column family so that space held by deleted
+    /// or overwritten records is returned to the file system.
+    public func compactStorage() {
+        for f in Self.families { db.compact(f) }
+    }
+
+    /// Bytes of the store's folder on disk (SST files, WAL, manifest).
+    public func diskBytes() -> Int {
+        let fm = FileManager.default
+        guard let names = try? fm.contentsOfDirectory(atPath: path) else { return 0 }
+        return names.reduce(0) { sum, n in
+            sum + ((try? fm.attributesOfItem(atPath: (path as NSString).appendingPathComponent(n))[.size] as? Int) ?? 0)
+        }
     }
 
     public func stats() throws -> StoreStats {

@@ -86,6 +86,20 @@ public enum TensorCodec {
         return out + stored
     }
 
+    /// Checks a record's header, sizes and checksum without decoding its elements.
+    public static func verify(_ bytes: UnsafeRawBufferPointer) throws {
+        guard bytes.count >= headerSize, Array(bytes[0..<4]) == magic else { throw CodecError("not a tensor record") }
+        guard bytes[4] == version else { throw CodecError("record version \(bytes[4]) is not supported") }
+        guard TensorDType(rawValue: bytes[5]) != nil else { throw CodecError("unknown dtype \(bytes[5])") }
+        let storedSize = Int(read32(bytes, 20)), crc = read32(bytes, 24)
+        guard bytes.count == headerSize + storedSize else { throw CodecError("record is \(bytes.count) bytes, header says \(headerSize + storedSize)") }
+        let actual = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: bytes[headerSize...]), seed: CRC32C.checksum(UnsafeRawBufferPointer(rebasing: bytes[0..<24])))
+        guard actual == crc else { throw CodecError(String(format: "checksum mismatch (stored %08x, computed %08x)", crc, actual)) }
+    }
+
+    /// Rows (anchors) of a record, from its header.
+    public static func rows(_ bytes: UnsafeRawBufferPointer) -> Int { bytes.count >= headerSize ? Int(read32(bytes, 8)) : 0 }
+
     /// Decodes and verifies a record; `describe` names the record in errors.
     public static func decode(_ bytes: UnsafeRawBufferPointer) throws -> TensorRecord {
         guard bytes.count >= headerSize, Array(bytes[0..<4]) == magic else { throw CodecError("not a tensor record") }

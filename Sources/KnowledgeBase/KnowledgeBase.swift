@@ -45,7 +45,10 @@ public final class KnowledgeBase: @unchecked Sendable {
     public let ratio: Int
     public let adapter: SACAdapter?
     private let encoder: SACEncoder
-    private let decoder: SACDecoder
+    /// Decoders by adapter fingerprint ("none" for training-free anchors): a store can hold
+    /// documents at several ratios (after compaction), each answered with its own adapter's [LM].
+    private var decoders: [String: SACDecoder] = [:]
+    private let decodersLock = NSLock()
     private let retriever = BM25Retriever()
     /// Encoder input tokens before the document text: BOS + header (not indexed).
     private let headerTokens: Int
@@ -61,8 +64,8 @@ public final class KnowledgeBase: @unchecked Sendable {
         self.adapter = adapter
         encoder = try SACEncoder(model: model, mode: adapter.map { .adapter($0) } ?? .plain, ratio: ratio)
         self.ratio = encoder.ratio
-        decoder = try SACDecoder(model: model, adapter: adapter)
         headerTokens = encoder.contextTokens("").count
+        try addDecoder(for: adapter)
     }
 
     /// Opens (or creates) the store at `path` for `model`.
@@ -86,20 +89,13 @@ public final class KnowledgeBase: @unchecked Sendable {
         let tokens = encoder.contextTokens(doc.text)
         let ctx = try encoder.compress(tokens: tokens)
         let windows = contextWindows(count: tokens.count, size: encoder.layout.window)
-        var windowRecords: [WindowRecord] = [], kv: [[TensorRecord]] = []
-        var anchorStart = 0
+        var windowRecords: [WindowRecord] = []
         for (w, range) in windows.enumerated() {
             let textStart = w == 0 ? min(headerTokens, range.count) : 0
             let text = model.tokenizer.decode(Array(tokens[(range.lowerBound + textStart)..<range.upperBound]), skipSpecial: true)
             windowRecords.append(WindowRecord(tokens: Array(tokens[range]), text: text, start: range.lowerBound, terms: LexicalAnalyzer.terms(text)))
-            let n = ctx.windowAnchorCounts[w], d = ctx.kvDim
-            let rows = (anchorStart * d)..<((anchorStart + n) * d)
-            kv.append((0..<ctx.layerCount).map { l in
-                TensorRecord(positions: Array(ctx.positions[anchorStart..<(anchorStart + n)]), keys: Array(ctx.keys[l][rows]),
-                             values: Array(ctx.values[l][rows]), cols: d)
-            })
-            anchorStart += n
         }
+        let kv = Self.windowRecords(of: ctx)
         let record = DocumentRecord(id: doc.id, title: doc.title, source: doc.origin, contentHash: hash, ratio: ratio,
                                     adapter: adapter?.fingerprint, windows: windows.count, tokens: tokens.count,
                                     anchors: ctx.anchorCount, ingestedAt: KVStore.timestamp())
@@ -108,12 +104,34 @@ public final class KnowledgeBase: @unchecked Sendable {
                              seconds: Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
     }
 
+    /// The context's anchors cut back into per-window, per-layer store records.
+    static func windowRecords(of ctx: CompressedContext) -> [[TensorRecord]] {
+        var kv: [[TensorRecord]] = []
+        var anchorStart = 0
+        for n in ctx.windowAnchorCounts {
+            let d = ctx.kvDim, rows = (anchorStart * d)..<((anchorStart + n) * d)
+            kv.append((0..<ctx.layerCount).map { l in
+                TensorRecord(positions: Array(ctx.positions[anchorStart..<(anchorStart + n)]), keys: Array(ctx.keys[l][rows]),
+                             values: Array(ctx.values[l][rows]), cols: d)
+            })
+            anchorStart += n
+        }
+        return kv
+    }
+
     // MARK: query
+
+    /// Makes documents stored with `adapter` (nil: training-free anchors) answerable.
+    public func addDecoder(for adapter: SACAdapter?) throws {
+        let key = adapter?.fingerprint ?? "none"
+        decodersLock.lock(); defer { decodersLock.unlock() }
+        if decoders[key] == nil { decoders[key] = try SACDecoder(model: model, adapter: adapter) }
+    }
 
     /// The stored KV of the given windows laid out one after another: window i occupies
     /// positions i*W+1 ... (its anchors keep their offsets inside it), so a whole document in
     /// order gets exactly the positions it was encoded with.
-    public func context(of windows: [(DocumentRecord, Int)]) throws -> CompressedContext {
+    public func context(of windows: [(DocumentRecord, Int)], snapshot: RocksDB.Snapshot? = nil) throws -> CompressedContext {
         guard let first = windows.first else { throw StoreError.invalidInput("no windows to answer from") }
         let c = model.config, W = encoder.layout.window
         var keys = [[Float]](repeating: [], count: c.layerCount), values = keys
@@ -123,7 +141,7 @@ public final class KnowledgeBase: @unchecked Sendable {
             guard doc.ratio == first.0.ratio, doc.adapter == first.0.adapter else {
                 throw StoreError.invalidInput("documents '\(first.0.id)' and '\(doc.id)' are stored at different ratios or adapters; query them separately")
             }
-            let records = try store.loadKV(doc, window: w, layers: c.layerCount)
+            let records = try store.loadKV(doc, window: w, layers: c.layerCount, snapshot: snapshot)
             let start = w * W
             let length = min(W, doc.tokens - start)
             for (l, r) in records.enumerated() {
@@ -166,7 +184,7 @@ public final class KnowledgeBase: @unchecked Sendable {
                       onToken: (Int32) -> Bool = { _ in true }) throws -> QueryResult {
         let t0 = DispatchTime.now().uptimeNanoseconds
         func since(_ t: UInt64) -> Double { Double(DispatchTime.now().uptimeNanoseconds - t) / 1e9 }
-        let picked = try retrieve(question, k: k, documents: documents)
+        var picked = try retrieve(question, k: k, documents: documents)
         guard !picked.isEmpty else {
             throw StoreError.invalidInput(try store.lexStats().windows == 0
                 ? "the store is empty; ingest documents first (anchorkv ingest PATH)"
@@ -174,13 +192,27 @@ public final class KnowledgeBase: @unchecked Sendable {
         }
         let retrieveSeconds = since(t0)
         let t1 = DispatchTime.now().uptimeNanoseconds
-        let ctx = try context(of: picked.map { ($0.0, $0.1) })
+        // One consistent view for records and KV: a compaction or re-ingest that lands meanwhile
+        // is either wholly seen or not at all.
+        let snap = store.db.snapshot()
+        var current: [String: DocumentRecord] = [:]
+        for id in Set(picked.map(\.0.id)) {
+            guard let d = try store.document(id, snapshot: snap) else { throw StoreError.invalidInput("document '\(id)' was deleted while answering; ask again") }
+            current[id] = d
+        }
+        picked = picked.compactMap { p in current[p.0.id].flatMap { p.1 < $0.windows ? ($0, p.1, p.2) : nil } }
+        // KV of different ratios/adapters cannot share one decoder: answer from the family of
+        // the best-scoring window (mixed families exist only while a compaction is under way).
+        if let best = picked.max(by: { ($0.2 ?? 0) < ($1.2 ?? 0) }) {
+            picked = picked.filter { $0.0.ratio == best.0.ratio && $0.0.adapter == best.0.adapter }
+        }
+        let ctx = try context(of: picked.map { ($0.0, $0.1) }, snapshot: snap)
         let loadStore = since(t1)
         let d = try decoderFor(ctx)
         let answer = try d.answer(ctx, question: question, maxTokens: maxTokens, onToken: onToken)
         var citations: [Citation] = []
         for (doc, w, score) in picked {
-            let text = try store.window(doc, w).text
+            let text = try store.window(doc, w, snapshot: snap).text
             let snippet = text.count > 160 ? String(text.prefix(157)) + "..." : text
             citations.append(Citation(document: doc.id, title: doc.title, window: w, score: score, snippet: snippet))
         }
@@ -191,7 +223,8 @@ public final class KnowledgeBase: @unchecked Sendable {
     }
 
     private func decoderFor(_ ctx: CompressedContext) throws -> SACDecoder {
-        if ctx.adapterFingerprint == adapter?.fingerprint { return decoder }
+        decodersLock.lock(); defer { decodersLock.unlock() }
+        if let d = decoders[ctx.adapterFingerprint ?? "none"] { return d }
         throw StoreError.invalidInput("these documents were stored with adapter \(ctx.adapterFingerprint ?? "none (no adapter)") at ratio \(ctx.ratio); open the store with that adapter/ratio to query them")
     }
 }

@@ -10,5 +10,5 @@ struct AnchorKV: AsyncParsableCommand {
             (Semantic-Anchor Compression) and answers questions from those tensors.
             Run tools/setup.sh once to install the system libraries and the default model.
             """,
-        subcommands: [IngestCommand.self, QueryCommand.self, ServeCommand.self, StatsCommand.self, DocsCommand.self, CompressCommand.self, AskCommand.self, GenerateCommand.self, BenchCommand.self, BenchSACCommand.self, BenchStoreCommand.self])
+        subcommands: [IngestCommand.self, QueryCommand.self, ServeCommand.self, StatsCommand.self, DocsCommand.self, ExportCommand.self, ImportCommand.self, SnapshotCommand.self, CompactCommand.self, EvalCommand.self, CompressCommand.self, AskCommand.self, GenerateCommand.self, BenchCommand.self, BenchSACCommand.self, BenchStoreCommand.self, BenchSnapshotCommand.self])
 }

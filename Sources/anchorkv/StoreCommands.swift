@@ -30,22 +30,34 @@ func openKnowledgeBase(modelOptions: ModelOptions, storeOptions: StoreOptions, s
         } else if case .adapter(let a) = try sac.resolveMode(model: model, config: cfg).mode {
             adapter = a
         }
-        return try KnowledgeBase(store: store, model: model, adapter: adapter, ratio: ratio)
+        let kb = try KnowledgeBase(store: store, model: model, adapter: adapter, ratio: ratio)
+        // Other ratios the store holds (e.g. compacted cold documents) stay answerable when
+        // their adapter is the config's for that ratio.
+        for (r, fp) in store.manifest.adapters where Int(r) != ratio {
+            if fp == "none" { try kb.addDecoder(for: nil); continue }
+            if let p = Int(r).flatMap({ cfg.sacAdapters[$0] }), FileManager.default.fileExists(atPath: p),
+               let a = try? SACAdapter.load(path: p, for: model), a.fingerprint == fp {
+                try kb.addDecoder(for: a)
+            }
+        }
+        return kb
     } catch let e as CLIError { throw e } catch { throw CLIError("\(error)") }
 }
 
 /// A one-line progress bar on stderr (only when stderr is a terminal, else one line per update).
 struct ProgressBar {
     let total: Int
-    let start = Clock.now()
+    var start = Clock.now()
     let tty = isatty(2) == 1
-    func update(done: Int, tokens: Int, label: String) {
+    /// `unit` names what `tokens` counts for the rate (nil: no rate shown).
+    func update(done: Int, tokens: Int, label: String, unit: String? = "tokens") {
         let elapsed = Clock.now() - start
         let rate = elapsed > 0 ? Double(tokens) / elapsed : 0
         let eta = done > 0 ? elapsed / Double(done) * Double(total - done) : 0
         let width = 24, filled = total > 0 ? width * done / total : width
         let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
-        let line = String(format: "[%@] %d/%d docs  %.0f tokens/s  ETA %@  %@", bar, done, total, rate, format(eta), String(label.prefix(40)))
+        let rateText = unit.map { String(format: "  %.0f %@/s", rate, $0) } ?? ""
+        let line = String(format: "[%@] %d/%d docs%@  ETA %@  %@", bar, done, total, rateText, format(eta), String(label.prefix(40)))
         StandardError.write(tty ? "\r\u{1B}[K" + line : line + "\n")
     }
     func finish() { if tty { StandardError.write("\n") } }
