@@ -4,6 +4,7 @@ import KVStore
 import LLM
 import NIOCore
 import SAC
+import Snapshots
 
 /// An error answered as JSON: `{"error": {"status": 400, "code": "invalid_input", "message": "..."}}`.
 public struct APIError: Error, HTTPResponseError, CustomStringConvertible, Sendable {
@@ -64,6 +65,8 @@ public struct APIError: Error, HTTPResponseError, CustomStringConvertible, Senda
             case .invalidInput, .contextOverflow: return APIError(.badRequest, "invalid_input", e.description)
             default: return APIError(.internalServerError, "model_error", e.description)
             }
+        case let e as SnapshotError:
+            return from(snapshot: e)
         case is CancellationError:
             return APIError(.serviceUnavailable, "cancelled", "the request was cancelled (the service is shutting down)")
         default:

@@ -24,11 +24,17 @@ public final class AnchorService: Sendable {
     public let jobs: JobRegistry
     let querySlots: AsyncSemaphore
     let ingestLane: AsyncSemaphore
+    /// One snapshot export or import at a time (each can hold a copy of the store on disk).
+    let snapshotLane: AsyncSemaphore
+    let adapterResolver: AdapterResolver
     let started = ContinuousClock.now
     private let stopping = Atomic<Bool>(false)
     let logger: Logger
 
-    public init(kb: KnowledgeBase, config: ServiceConfig, metrics: ServiceMetrics = ServiceMetrics(), logger: Logger? = nil) throws {
+    /// `adapterResolver` picks the adapter of a compaction's target ratio; the default knows
+    /// only the service's own ratio, ratio 1 (full KV) and training-free anchors.
+    public init(kb: KnowledgeBase, config: ServiceConfig, metrics: ServiceMetrics = ServiceMetrics(), logger: Logger? = nil,
+                adapterResolver: AdapterResolver? = nil) throws {
         try config.validate()
         self.kb = kb
         self.config = config
@@ -37,6 +43,12 @@ public final class AnchorService: Sendable {
         jobs = JobRegistry(keep: config.keptJobs)
         querySlots = AsyncSemaphore(permits: config.maxConcurrentQueries, maxWaiters: config.maxQueuedRequests)
         ingestLane = AsyncSemaphore(permits: 1, maxWaiters: config.maxQueuedRequests)
+        snapshotLane = AsyncSemaphore(permits: 1, maxWaiters: 4)
+        self.adapterResolver = adapterResolver ?? { [kb] ratio, noAdapter in
+            if noAdapter || (ratio == 1 && kb.adapter == nil) { return nil }
+            if ratio == kb.ratio { return kb.adapter }
+            throw APIError.badRequest("no SAC adapter for ratio \(ratio) is configured (sac.adapters); send \"no_adapter\": true for training-free anchors")
+        }
         // Record this ratio's adapter now (what the first ingest would do), so the manifest is
         // not rewritten later while queries read it.
         try kb.store.registerAdapter(ratio: kb.ratio, fingerprint: kb.adapter?.fingerprint)

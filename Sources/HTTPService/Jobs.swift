@@ -64,7 +64,7 @@ public final class JobHandle: Sendable {
 public final class JobRegistry: Sendable {
     public struct Refused: Error, Sendable { public var reason: String; public var conflict: Bool }
 
-    private struct Entry { var status: JobStatus; var flag: StopFlag; var task: Task<Void, Never>? }
+    private struct Entry { var status: JobStatus; var flag: StopFlag }
     private struct State { var jobs: [String: Entry] = [:]; var order: [String] = []; var accepting = true }
     private let state = Mutex(State())
     private let keep: Int
@@ -84,12 +84,12 @@ public final class JobRegistry: Sendable {
             if exclusive, let running = s.jobs.values.first(where: { $0.status.kind == kind && !$0.status.state.finished }) {
                 throw Refused(reason: "a \(kind) job is already \(running.status.state.rawValue) (\(running.status.id)); wait for it or cancel it", conflict: true)
             }
-            s.jobs[id] = Entry(status: status, flag: flag, task: nil)
+            s.jobs[id] = Entry(status: status, flag: flag)
             s.order.append(id)
             prune(&s)
         }
         let handle = JobHandle(id: id, flag: flag, registry: self)
-        let task = Task.detached { [self] in
+        Task.detached { [self] in
             self.update(id) { $0.state = .running; $0.startedAt = Date() }
             do {
                 let result = try await work(handle)
@@ -109,7 +109,6 @@ public final class JobRegistry: Sendable {
                 }
             }
         }
-        state.withLock { $0.jobs[id]?.task = task }
         return status
     }
 
@@ -127,14 +126,16 @@ public final class JobRegistry: Sendable {
     /// Jobs not finished yet.
     public var active: Int { state.withLock { $0.jobs.values.filter { !$0.status.state.finished }.count } }
 
-    /// Refuses new jobs, asks running ones to stop at their next safe point and waits for them.
+    /// Refuses new jobs, asks running ones to stop at their next safe point and waits for them;
+    /// gives up waiting when the calling task is cancelled (the shutdown grace ran out).
     public func shutdown() async {
-        let tasks: [Task<Void, Never>] = state.withLock { s in
+        state.withLock { s in
             s.accepting = false
             for e in s.jobs.values where !e.status.state.finished { e.flag.stop("shutdown") }
-            return s.jobs.values.compactMap { $0.status.state.finished ? nil : $0.task }
         }
-        for t in tasks { await t.value }
+        while active > 0 {
+            do { try await Task.sleep(for: .milliseconds(20)) } catch { return }
+        }
     }
 
     func update(_ id: String, _ change: (inout JobStatus) -> Void) {

@@ -41,6 +41,9 @@ public enum AnchorKVServer {
         router.delete("/v1/documents/{id}") { _, ctx in try h.delete(id: try Handlers.id(ctx)) }
         router.get("/v1/documents/{id}/kv") { req, ctx in try await h.kv(req, id: try Handlers.id(ctx)) }
         router.post("/v1/query") { req, _ in try await h.query(req) }
+        router.post("/v1/snapshots") { req, _ in try await h.exportSnapshot(req) }
+        router.post("/v1/snapshots/import") { req, _ in try await h.importSnapshot(req) }
+        router.post("/v1/compact") { req, _ in try await h.compact(req) }
         router.get("/v1/jobs") { _, _ in h.jobs() }
         router.get("/v1/jobs/{id}") { _, ctx in try h.job(id: try Handlers.id(ctx)) }
         router.delete("/v1/jobs/{id}") { _, ctx in try h.cancelJob(id: try Handlers.id(ctx)) }

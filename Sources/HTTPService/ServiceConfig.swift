@@ -31,6 +31,9 @@ public struct ServiceConfig: Sendable, Equatable {
     public var idleTimeout: Double = 75
     /// Finished jobs kept for GET /v1/jobs/{id}.
     public var keptJobs = 100
+    /// Where snapshot exports and uploads are written before they are streamed or imported
+    /// (empty: the system's temporary folder). Needs room for a copy of the store.
+    public var tmpDir = ""
 
     public init() {}
 
@@ -99,6 +102,10 @@ public struct ServiceConfig: Sendable, Equatable {
         if let v = try double("shutdown_grace_s") { shutdownGrace = v }
         if let v = try double("idle_timeout_s") { idleTimeout = v }
         if let v = try int("kept_jobs") { keptJobs = v }
+        if let t = s["tmp_dir"] {
+            guard let t = t as? String else { throw ConfigError(message: "serve.tmp_dir must be a string") }
+            tmpDir = t.isEmpty || t.hasPrefix("/") ? t : root.appendingPathComponent(t).path
+        }
         if let f = s["api_token_file"] as? String, !f.isEmpty {
             apiToken = try Self.readToken(file: f.hasPrefix("/") ? f : root.appendingPathComponent(f).path)
         }

@@ -69,8 +69,17 @@ struct ServeCommand: AsyncParsableCommand {
         do { sc = try serviceConfig(cfg) } catch let e as CLIError { throw e } catch { throw CLIError("\(error)") }
 
         let kb = try openKnowledgeBase(modelOptions: modelOptions, storeOptions: storeOptions, sac: sac, create: true, dtype: dt)
+        // The adapter of a compaction's target ratio: from the config, as `anchorkv compact` finds it.
+        let model = kb.model
+        let resolver: AdapterResolver = { ratio, noAdapter in
+            var o = SACOptions()
+            o.ratio = ratio
+            o.noAdapter = noAdapter
+            if case .adapter(let a) = try o.resolveMode(model: model, config: cfg).mode { return a }
+            return nil
+        }
         let service: AnchorService
-        do { service = try AnchorService(kb: kb, config: sc, logger: logger) } catch { throw CLIError("\(error)") }
+        do { service = try AnchorService(kb: kb, config: sc, logger: logger, adapterResolver: resolver) } catch { throw CLIError("\(error)") }
         logger.info("model \(kb.model.name), store \(kb.store.path), ratio \(kb.ratio), adapter \(kb.adapter?.fingerprint ?? "none")")
 
         let app = AnchorKVServer.application(service: service, logger: logger) { channel in

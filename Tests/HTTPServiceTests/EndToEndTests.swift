@@ -48,8 +48,8 @@ final class EndToEndTests: XCTestCase {
         throw ServerDidNotStart(output: " \(String(decoding: buffer, as: UTF8.self)) \(text)")
     }
 
-    func send(_ client: TestClient, _ method: HTTPRequest.Method, _ uri: String, _ json: Any? = nil) async throws -> TestClient.Response {
-        let b = json.map { ByteBuffer(bytes: try! JSONSerialization.data(withJSONObject: $0)) }
+    func send(_ client: TestClient, _ method: HTTPRequest.Method, _ uri: String, _ json: Any? = nil, raw: ByteBuffer? = nil) async throws -> TestClient.Response {
+        let b = raw ?? json.map { ByteBuffer(bytes: try! JSONSerialization.data(withJSONObject: $0)) }
         var headers: HTTPFields = [.authorization: "Bearer e2e-token-0123456789abcdef"]
         if b != nil { headers[.contentType] = "application/json" }
         return try await client.execute(TestClient.Request(uri, method: method, headers: headers, body: b))
@@ -59,7 +59,7 @@ final class EndToEndTests: XCTestCase {
         try XCTUnwrap(try JSONSerialization.jsonObject(with: Data((r.body ?? ByteBuffer()).readableBytesView)) as? [String: Any])
     }
 
-    func testServeBinaryIngestQueryDownloadAndStopCleanly() async throws {
+    func testServeBinaryIngestQueryExportImportAndStopCleanly() async throws {
         let model = try DefaultModel.load()
         guard FileManager.default.isExecutableFile(atPath: Self.binary.path) else {
             return XCTFail("build the CLI first (swift build); \(Self.binary.path) is missing")
@@ -112,6 +112,20 @@ final class EndToEndTests: XCTestCase {
         let kvPath = dir.appendingPathComponent("danube.akv").path
         try Data((kv.body ?? ByteBuffer()).readableBytesView).write(to: URL(fileURLWithPath: kvPath))
         XCTAssertEqual(try KVFile.read(kvPath).context.kvDim, model.config.kvDim)
+
+        // Export, lose a document, import the snapshot back: it returns whole, the other is unchanged.
+        let snapshot = try await send(client, .post, "/v1/snapshots")
+        XCTAssertEqual(snapshot.status, .ok)
+        let snapshotBytes = try XCTUnwrap(snapshot.body)
+        let deleted = try await send(client, .delete, "/v1/documents/honeybees.md")
+        XCTAssertEqual(deleted.status, .ok)
+        let imported = try await send(client, .post, "/v1/snapshots/import", raw: snapshotBytes)
+        XCTAssertEqual(imported.status, .ok, String(buffer: imported.body ?? ByteBuffer()))
+        let report = try json(imported)
+        XCTAssertEqual(report["added"] as? [String], ["honeybees.md"])
+        XCTAssertEqual(report["unchanged"] as? [String], ["danube.md"])
+        let again = try await send(client, .post, "/v1/query", ["question": "Who decoded the waggle dance?", "documents": ["honeybees.md"], "max_tokens": 4])
+        XCTAssertEqual(again.status, .ok)
 
         let metrics = try await send(client, .get, "/metrics")
         XCTAssertTrue(String(buffer: metrics.body ?? ByteBuffer()).contains("anchorkv_store_documents 2"))
