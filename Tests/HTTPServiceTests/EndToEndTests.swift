@@ -48,14 +48,14 @@ final class EndToEndTests: XCTestCase {
         throw ServerDidNotStart(output: " \(String(decoding: buffer, as: UTF8.self)) \(text)")
     }
 
-    func send(_ client: TestClient, _ method: HTTPRequest.Method, _ uri: String, _ json: Any? = nil, raw: ByteBuffer? = nil) async throws -> TestClient.Response {
+    static func send(_ client: TestClient, _ method: HTTPRequest.Method, _ uri: String, _ json: Any? = nil, raw: ByteBuffer? = nil) async throws -> TestClient.Response {
         let b = raw ?? json.map { ByteBuffer(bytes: try! JSONSerialization.data(withJSONObject: $0)) }
         var headers: HTTPFields = [.authorization: "Bearer e2e-token-0123456789abcdef"]
         if b != nil { headers[.contentType] = "application/json" }
         return try await client.execute(TestClient.Request(uri, method: method, headers: headers, body: b))
     }
 
-    func json(_ r: TestClient.Response) throws -> [String: Any] {
+    static func json(_ r: TestClient.Response) throws -> [String: Any] {
         try XCTUnwrap(try JSONSerialization.jsonObject(with: Data((r.body ?? ByteBuffer()).readableBytesView)) as? [String: Any])
     }
 
@@ -98,40 +98,40 @@ final class EndToEndTests: XCTestCase {
         let docs = try ["honeybees.md", "danube.md"].map { name in
             ["id": name, "title": name, "text": try String(contentsOf: Self.root.appendingPathComponent("tools/demo/corpus/\(name)"), encoding: .utf8)]
         }
-        let ingest = try await send(client, .post, "/v1/documents", ["documents": docs])
+        let ingest = try await Self.send(client, .post, "/v1/documents", ["documents": docs])
         XCTAssertEqual(ingest.status, .ok)
-        XCTAssertEqual((try json(ingest)["summary"] as? [String: Any])?["added"] as? Int, 2)
+        XCTAssertEqual((try Self.json(ingest)["summary"] as? [String: Any])?["added"] as? Int, 2)
 
-        let query = try await send(client, .post, "/v1/query", ["question": "Where does the Danube begin?", "k": 2, "max_tokens": 8])
+        let query = try await Self.send(client, .post, "/v1/query", ["question": "Where does the Danube begin?", "k": 2, "max_tokens": 8])
         XCTAssertEqual(query.status, .ok)
-        let answer = try json(query)
+        let answer = try Self.json(query)
         XCTAssertTrue((answer["citations"] as? [[String: Any]])?.contains { $0["document"] as? String == "danube.md" } == true, "\(answer)")
 
-        let kv = try await send(client, .get, "/v1/documents/danube.md/kv")
+        let kv = try await Self.send(client, .get, "/v1/documents/danube.md/kv")
         XCTAssertEqual(kv.status, .ok)
         let kvPath = dir.appendingPathComponent("danube.akv").path
         try Data((kv.body ?? ByteBuffer()).readableBytesView).write(to: URL(fileURLWithPath: kvPath))
         XCTAssertEqual(try KVFile.read(kvPath).context.kvDim, model.config.kvDim)
 
         // Export, lose a document, import the snapshot back: it returns whole, the other is unchanged.
-        let snapshot = try await send(client, .post, "/v1/snapshots")
+        let snapshot = try await Self.send(client, .post, "/v1/snapshots")
         XCTAssertEqual(snapshot.status, .ok)
         let snapshotBytes = try XCTUnwrap(snapshot.body)
-        let deleted = try await send(client, .delete, "/v1/documents/honeybees.md")
+        let deleted = try await Self.send(client, .delete, "/v1/documents/honeybees.md")
         XCTAssertEqual(deleted.status, .ok)
-        let imported = try await send(client, .post, "/v1/snapshots/import", raw: snapshotBytes)
+        let imported = try await Self.send(client, .post, "/v1/snapshots/import", raw: snapshotBytes)
         XCTAssertEqual(imported.status, .ok, String(buffer: imported.body ?? ByteBuffer()))
-        let report = try json(imported)
+        let report = try Self.json(imported)
         XCTAssertEqual(report["added"] as? [String], ["honeybees.md"])
         XCTAssertEqual(report["unchanged"] as? [String], ["danube.md"])
-        let again = try await send(client, .post, "/v1/query", ["question": "Who decoded the waggle dance?", "documents": ["honeybees.md"], "max_tokens": 4])
+        let again = try await Self.send(client, .post, "/v1/query", ["question": "Who decoded the waggle dance?", "documents": ["honeybees.md"], "max_tokens": 4])
         XCTAssertEqual(again.status, .ok)
 
-        let metrics = try await send(client, .get, "/metrics")
+        let metrics = try await Self.send(client, .get, "/metrics")
         XCTAssertTrue(String(buffer: metrics.body ?? ByteBuffer()).contains("anchorkv_store_documents 2"))
 
         // Over a real socket: a body past max_body_bytes (4 MiB) is refused from its Content-Length.
-        let huge = try await send(client, .post, "/v1/documents", ["id": "huge", "text": String(repeating: "x", count: 5 << 20)])
+        let huge = try await Self.send(client, .post, "/v1/documents", ["id": "huge", "text": String(repeating: "x", count: 5 << 20)])
         XCTAssertEqual(huge.status, .contentTooLarge)
         XCTAssertTrue(String(buffer: huge.body ?? ByteBuffer()).contains("payload_too_large"))
         try? await client.shutdown()
@@ -139,10 +139,37 @@ final class EndToEndTests: XCTestCase {
         second.connect()
         let after = try await second.execute(TestClient.Request("/health", method: .get))
         XCTAssertEqual(after.status, .ok, "the server still serves")
-        try await second.shutdown()
 
-        // SIGTERM: the server drains and exits 0; the store reopens with both documents whole.
+        // SIGTERM while an ingest of three documents is encoding the first: that one is finished
+        // and acknowledged, the other two are reported not attempted, and the server exits 0.
+        let texts = try ["eddystone-lighthouse.md", "printing-press.md", "honeybees.md"].map {
+            try String(contentsOf: Self.root.appendingPathComponent("tools/demo/corpus/\($0)"), encoding: .utf8)
+        }
+        let batch = texts.enumerated().map { ["id": "late-\($0.offset)", "text": $0.element + "\nLate copy."] }
+        let slow = TestClient(host: "127.0.0.1", port: port, configuration: .init(timeout: .seconds(300)))
+        slow.connect()
+        let batchBody = ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: ["documents": batch]))
+        let inflight = Task<TestClient.Response, any Error> {
+            try await slow.execute(TestClient.Request("/v1/documents", method: .post, headers: [.authorization: "Bearer e2e-token-0123456789abcdef"], body: batchBody))
+        }
+        var busy = false
+        for _ in 0..<600 where !busy {
+            let stats = try Self.json(try await Self.send(second, .get, "/v1/stats"))
+            busy = (stats["ingest"] as? [String: Any])?["busy"] as? Int == 1
+            if !busy { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        XCTAssertTrue(busy, "the ingest started")
+        try await second.shutdown()
         kill(server.processIdentifier, SIGTERM)
+        let late = try await inflight.value
+        try? await slow.shutdown()
+        XCTAssertEqual(late.status, .ok, String(buffer: late.body ?? ByteBuffer()))
+        let items = try XCTUnwrap(try Self.json(late)["documents"] as? [[String: Any]])
+        let statuses = items.map { $0["status"] as? String ?? "" }
+        XCTAssertEqual(statuses.first, "added", "\(items)")
+        XCTAssertEqual(statuses.last, "not_attempted", "\(items)")
+        let acknowledged = items.filter { $0["status"] as? String == "added" }.compactMap { $0["id"] as? String }
+
         server.waitUntilExit()
         stopped = true
         let log = try String(contentsOf: logFile, encoding: .utf8)
@@ -150,7 +177,8 @@ final class EndToEndTests: XCTestCase {
         XCTAssertTrue(log.contains("stopped"), log)
         let reopened = try KnowledgeBase.openStore(path: store, model: model, create: false)
         let stored = try reopened.documents()
-        XCTAssertEqual(stored.map(\.id).sorted(), ["danube.md", "honeybees.md"])
+        XCTAssertEqual(stored.map(\.id).sorted(), (["danube.md", "honeybees.md"] + acknowledged).sorted(),
+                       "every acknowledged document is stored, nothing else")
         for d in stored {
             for w in 0..<d.windows { XCTAssertEqual(try reopened.loadKV(d, window: w, layers: model.config.layerCount).count, model.config.layerCount) }
         }
