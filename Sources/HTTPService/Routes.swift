@@ -256,7 +256,7 @@ struct Handlers: Sendable {
             }
             return .json(.object(o))
         }
-        let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("anchorkv-kv-\(UUID().uuidString).akv").path
+        let tmp = service.temporaryFile("kv", extension: "akv")
         defer { try? FileManager.default.removeItem(atPath: tmp) }
         try KVFile.write(ctx, to: tmp, dtype: dtype, extra: ["document_id": doc.id, "document_title": doc.title,
                                                             "model_name": kb.model.name, "layout": String(decoding: layout.encoded(), as: UTF8.self)])

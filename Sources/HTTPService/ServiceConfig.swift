@@ -74,6 +74,12 @@ public struct ServiceConfig: Sendable, Equatable {
 
     /// Applies a "serve" object from the config file; relative paths resolve against `root`.
     public mutating func apply(json s: [String: Any], root: URL) throws {
+        let known: Set<String> = ["_comment", "host", "port", "api_token_file", "max_body_bytes", "max_snapshot_bytes", "request_timeout_s",
+                                  "ingest_timeout_s", "max_concurrent_queries", "max_queued_requests", "max_documents_per_request",
+                                  "default_k", "max_k", "max_answer_tokens", "shutdown_grace_s", "idle_timeout_s", "kept_jobs", "tmp_dir"]
+        if let unknown = s.keys.filter({ !known.contains($0) }).sorted().first {
+            throw ConfigError(message: "unknown setting serve.\(unknown) (known: \(known.subtracting(["_comment"]).sorted().joined(separator: ", ")))")
+        }
         func int(_ k: String) throws -> Int? {
             guard let v = s[k] else { return nil }
             guard let n = v as? Int else { throw ConfigError(message: "serve.\(k) must be an integer") }

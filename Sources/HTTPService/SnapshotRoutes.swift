@@ -12,9 +12,9 @@ public typealias AdapterResolver = @Sendable (_ ratio: Int, _ noAdapter: Bool) t
 
 extension AnchorService {
     /// The file an export is written to before it is streamed, or an upload before it is imported.
-    func temporaryFile(_ kind: String) -> String {
+    func temporaryFile(_ kind: String, extension ext: String = "akvs") -> String {
         let dir = config.tmpDir.isEmpty ? FileManager.default.temporaryDirectory.path : config.tmpDir
-        return (dir as NSString).appendingPathComponent("anchorkv-\(kind)-\(UUID().uuidString).akvs")
+        return (dir as NSString).appendingPathComponent("anchorkv-\(kind)-\(UUID().uuidString).\(ext)")
     }
 
     /// Exports the store (or some documents) from one RocksDB snapshot to a temporary file and

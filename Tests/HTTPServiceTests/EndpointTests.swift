@@ -224,6 +224,9 @@ final class EndpointTests: XCTestCase {
         XCTAssertEqual(d.maxBodyBytes, 1024)
         XCTAssertEqual(d.requestTimeout, 2.5)
         XCTAssertThrowsError(try d.apply(json: ["port": "80"], root: URL(fileURLWithPath: "/")))
+        XCTAssertThrowsError(try d.apply(json: ["max_body_byte": 10], root: URL(fileURLWithPath: "/"))) {
+            XCTAssertTrue("\($0)".contains("unknown setting serve.max_body_byte"), "\($0)")
+        }
         XCTAssertThrowsError(try d.validate(), "no token for 0.0.0.0")
         XCTAssertThrowsError(try Fixture { $0.host = "0.0.0.0" }, "the service refuses to start")
     }
