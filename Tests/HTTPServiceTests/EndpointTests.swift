@@ -273,3 +273,30 @@ final class EndpointTests: XCTestCase {
         }
     }
 }
+
+/// The same application over a real loopback socket (HummingbirdTesting's .live framework):
+/// HTTP/1.1 framing, streamed SSE bodies, Content-Length limits, keep-alive.
+final class LiveSocketTests: XCTestCase {
+    func testLiveServerIngestsStreamsAndRefusesOversizeBodies() async throws {
+        let f = try Fixture { $0.maxBodyBytes = 64 << 10 }
+        try await f.app.test(.live) { client in
+            XCTAssertNotNil(client.port)
+            let health = try await client.get("/health")
+            XCTAssertEqual(health.status, .ok)
+            let ingest = try await client.post("/v1/documents", ["documents": [Docs.bees, Docs.river]])
+            XCTAssertEqual(ingest.status, .ok, String(buffer: ingest.body))
+            let stream = try await client.post("/v1/query", ["question": "Who decoded the waggle dance?", "k": 1, "max_tokens": 6, "stream": true])
+            XCTAssertEqual(stream.status, .ok)
+            XCTAssertEqual(stream.headers[.contentType], "text/event-stream; charset=utf-8")
+            let text = String(buffer: stream.body)
+            XCTAssertTrue(text.hasPrefix("event: token\n") || text.hasPrefix("event: done\n"), text)
+            XCTAssertTrue(text.contains("event: done\ndata: {"), text)
+            let kv = try await client.get("/v1/documents/bees/kv")
+            XCTAssertEqual(kv.status, .ok)
+            XCTAssertEqual(kv.headers[.contentLength], String(kv.body.readableBytes))
+            // Last: the server may close the connection rather than read a refused body.
+            let big = try await client.post("/v1/documents", ["id": "big", "text": String(repeating: "word ", count: 20000)])
+            try expectError(big, .contentTooLarge, "payload_too_large")
+        }
+    }
+}
