@@ -14,8 +14,10 @@ mkdir -p config/adapters
 launch() {
   local name=$1; shift
   mkdir -p "data/runs/$name"
-  nohup nice -n 10 "$PY" tools/sac/train.py "$@" "${COMMON[@]}" --out "data/runs/$name" \
-    > "data/runs/$name/train.log" 2>&1 &
+  local resume=(); [ -f "data/runs/$name/ckpt.pt" ] && resume=(--resume)
+  # setsid: the runs outlive the shell (and the agent) that started them.
+  setsid nohup nice -n 10 "$PY" tools/sac/train.py "$@" "${COMMON[@]}" "${resume[@]}" --out "data/runs/$name" \
+    >> "data/runs/$name/train.log" 2>&1 < /dev/null &
   echo "$name pid $! budget ${BUDGET} min"
 }
 launch r5 --ratio 5 --export config/adapters/smollm2-135m-sac-r5.safetensors
