@@ -72,8 +72,10 @@ struct ServeCommand: AsyncParsableCommand {
         // The adapter of a compaction's target ratio: from the config, as `anchorkv compact` finds it.
         let model = kb.model
         let resolver: AdapterResolver = { ratio, noAdapter in
+            // Every property is set: an unset ArgumentParser property traps when read.
             var o = SACOptions()
             o.ratio = ratio
+            o.adapter = nil
             o.noAdapter = noAdapter
             if case .adapter(let a) = try o.resolveMode(model: model, config: cfg).mode { return a }
             return nil

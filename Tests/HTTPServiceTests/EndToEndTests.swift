@@ -127,6 +127,24 @@ final class EndToEndTests: XCTestCase {
         let again = try await Self.send(client, .post, "/v1/query", ["question": "Who decoded the waggle dance?", "documents": ["honeybees.md"], "max_tokens": 4])
         XCTAssertEqual(again.status, .ok)
 
+        // Compaction as a job; the adapter of the target ratio comes from the config, as for
+        // `anchorkv compact` (training-free anchors when the request says no_adapter).
+        let r15 = Self.root.appendingPathComponent("config/adapters/smollm2-135m-sac-r15.safetensors").path
+        let hasAdapter = FileManager.default.fileExists(atPath: r15)
+        let compact = try await Self.send(client, .post, "/v1/compact", hasAdapter ? ["to_ratio": 15] : ["to_ratio": 15, "no_adapter": true])
+        XCTAssertEqual(compact.status, .accepted, String(buffer: compact.body ?? ByteBuffer()))
+        let jobID = try XCTUnwrap((try Self.json(compact)["job"] as? [String: Any])?["id"] as? String)
+        var job: [String: Any] = [:]
+        for _ in 0..<3000 {
+            job = try Self.json(try await Self.send(client, .get, "/v1/jobs/\(jobID)"))
+            if ["succeeded", "failed", "cancelled"].contains(job["state"] as? String ?? "") { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        XCTAssertEqual(job["state"] as? String, "succeeded", "\(job)")
+        XCTAssertEqual(((job["result"] as? [String: Any])?["compacted"] as? [String])?.sorted(), ["danube.md", "honeybees.md"], "\(job)")
+        let afterCompaction = try await Self.send(client, .post, "/v1/query", ["question": "Where does the Danube begin?", "documents": ["danube.md"], "max_tokens": 4])
+        XCTAssertEqual(afterCompaction.status, .ok, String(buffer: afterCompaction.body ?? ByteBuffer()))
+
         let metrics = try await Self.send(client, .get, "/metrics")
         XCTAssertTrue(String(buffer: metrics.body ?? ByteBuffer()).contains("anchorkv_store_documents 2"))
 
