@@ -104,7 +104,17 @@ public final class KVStore: @unchecked Sendable {
     public static let families = ["meta", "docs", "windows", "kv", "lex"]
     public let path: String
     public let db: RocksDB
-    public private(set) var manifest: StoreManifest
+    /// Read by queries while imports and compactions change it (under writeLock): its own lock.
+    public var manifest: StoreManifest {
+        manifestLock.lock(); defer { manifestLock.unlock() }
+        return storedManifest
+    }
+    private var storedManifest: StoreManifest
+    private let manifestLock = NSLock()
+    private func setManifest(_ m: StoreManifest) {
+        manifestLock.lock(); defer { manifestLock.unlock() }
+        storedManifest = m
+    }
     public var dtype: TensorDType
     /// Measured on real anchor KVs, LZ4 saves nothing on fp16 (docs/benchmarks.md), so records are raw by default.
     public var compression: CompressionPolicy = .none
@@ -126,16 +136,16 @@ public final class KVStore: @unchecked Sendable {
             if let modelFingerprint, m.modelFingerprint != modelFingerprint {
                 throw StoreError.modelMismatch(path: path, store: "\(m.modelName) (\(m.modelFingerprint))", model: "\(modelName ?? "?") (\(modelFingerprint))")
             }
-            manifest = m
+            storedManifest = m
             self.dtype = TensorDType(name: m.dtype) ?? dtype
         } else {
             guard create else { throw StoreError.notAStore(path: path) }
             guard let modelFingerprint, let modelName else { throw StoreError.invalidInput("creating a store needs the model's fingerprint") }
-            manifest = StoreManifest(formatVersion: StoreManifest.currentFormat, modelFingerprint: modelFingerprint, modelName: modelName,
+            storedManifest = StoreManifest(formatVersion: StoreManifest.currentFormat, modelFingerprint: modelFingerprint, modelName: modelName,
                                      adapters: [:], dtype: dtype.description, createdAt: Self.timestamp())
             self.dtype = dtype
             let b = db.makeBatch()
-            b.put("meta", Array("manifest".utf8), try Self.json(manifest))
+            b.put("meta", Array("manifest".utf8), try Self.json(storedManifest))
             try db.write(b)
         }
     }
@@ -179,7 +189,7 @@ public final class KVStore: @unchecked Sendable {
         let b = db.makeBatch()
         b.put("meta", Array("manifest".utf8), try Self.json(m))
         try db.write(b)
-        manifest = m
+        setManifest(m)
     }
 
     // MARK: reads
@@ -330,7 +340,7 @@ public final class KVStore: @unchecked Sendable {
         b.put("meta", Array("next_doc".utf8), Self.be64(number))
         b.put("meta", Array("lexstats".utf8), try Self.json(stats))
         try db.write(b)
-        manifest = m
+        setManifest(m)
         return stored
     }
 

@@ -23,16 +23,29 @@ ORDER = [
 ]
 
 
+def summarize(preds: list) -> dict:
+    """Per-task means (percent) of the scores stored with each prediction."""
+    out = {}
+    for task in sorted({p["task"] for p in preds}) + ["all"]:
+        sel = [p for p in preds if task == "all" or p["task"] == task]
+        mean = lambda k: 100 * sum(p["score"][k] for p in sel) / len(sel)
+        out[task] = {"count": len(sel), "em": mean("em"), "f1": mean("f1"), "rouge1_f": mean("rouge1"), "raw_em": mean("rawEM")}
+    return {"tasks": out, "mean_kv_rows": sum(p["kvRows"] for p in preds) / len(preds)}
+
+
 def main() -> None:
     folder = sys.argv[1] if len(sys.argv) > 1 else "docs/bench/quality"
-    rows = {}
+    preds = {}
     for key, _ in ORDER:
-        path = os.path.join(folder, key + ".json")
-        if os.path.exists(path):
+        path = os.path.join(folder, key + ".predictions.jsonl")
+        if os.path.exists(path) and os.path.exists(os.path.join(folder, key + ".json")):
             with open(path) as f:
-                rows[key] = json.load(f)
-    if not rows:
-        sys.exit(f"no summaries in {folder}; run tools/eval/run_quality.sh first")
+                preds[key] = [json.loads(line) for line in f if line.strip()]
+    if not preds:
+        sys.exit(f"no predictions in {folder}; run tools/eval/run_quality.sh first")
+    # Score every system on the questions all of them answered (runs may use different --per-task).
+    common = set.intersection(*(set(p["id"] for p in v) for v in preds.values()))
+    rows = {k: summarize([p for p in v if p["id"] in common]) for k, v in preds.items()}
     tasks = sorted({t for r in rows.values() for t in r["tasks"] if t != "all"}) + ["all"]
     ref = rows.get("full-ft")
     head = "| system | KV rows |" + "".join(f" {t} EM / F1 |" for t in tasks) + " ROUGE-1 F / raw EM (all) | F1 vs Full-FT |"
