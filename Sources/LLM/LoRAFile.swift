@@ -29,6 +29,15 @@ extension LoRAWeights {
             guard t.shape == shape else { throw bad("tensor '\(name)' has shape \(t.shape), expected \(shape)") }
             do { return try file.floats(t) } catch { throw bad("\(error)") }
         }
+        return try layers(of: model, rank: rank, scale: scale, tensor: tensor)
+    }
+
+    /// LoRA on q/v of every layer from tensors named `layers.{i}.{q,v}_proj.lora_{A,B}`
+    /// ([hidden, rank] and [rank, out]); `tensor` reads one by name and checks its shape. Shared
+    /// by plain LoRA files and SAC adapters, which store their LoRA the same way.
+    public static func layers(of model: LlamaModel, rank: Int, scale: Float,
+                              tensor: (_ name: String, _ shape: [Int]) throws -> [Float]) throws -> LoRAWeights {
+        let c = model.config, H = c.hiddenSize
         var q: [LoRAPair?] = [], v: [LoRAPair?] = []
         for l in 0..<c.layerCount {
             let p = "layers.\(l)."

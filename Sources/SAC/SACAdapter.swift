@@ -99,17 +99,10 @@ public final class SACAdapter: @unchecked Sendable {
         guard memSize >= 1 else { throw bad("mem_size must be positive") }
         let role = try tensor("role_tokens", [memSize, H])
         let special = try tensor("special_tokens", [2, H])
-        var q: [LoRAPair?] = [], v: [LoRAPair?] = []
-        for l in 0..<c.layerCount {
-            let p = "layers.\(l)."
-            q.append(try LoRAPair(a: try tensor(p + "q_proj.lora_A", [H, rank]), b: try tensor(p + "q_proj.lora_B", [rank, c.qDim]),
-                                  inFeatures: H, rank: rank, outFeatures: c.qDim))
-            v.append(try LoRAPair(a: try tensor(p + "v_proj.lora_A", [H, rank]), b: try tensor(p + "v_proj.lora_B", [rank, c.kvDim]),
-                                  inFeatures: H, rank: rank, outFeatures: c.kvDim))
-        }
+        let lora = try LoRAWeights.layers(of: model, rank: rank, scale: scale, tensor: tensor)
         let fp = String(SHA256.hex(bytes).prefix(32))
         return SACAdapter(ratio: ratio, layout: layout, rank: rank, roleTokens: role, specialTokens: special,
-                          lora: LoRAWeights(q: q, v: v, scale: scale), baseModel: base, hiddenSize: H,
+                          lora: lora, baseModel: base, hiddenSize: H,
                           metadata: md, fingerprint: fp)
     }
 }
