@@ -27,7 +27,7 @@ run() {
   finished "$name"   # non-zero when it stopped early (signal, budget, crash): the campaign stops too
 }
 
-run fullft --full-ft --dev-at-start --export $TEACHER || exit 0
+run fullft --full-ft --dev-at-start --dev-every 300 --export $TEACHER || exit 0
 run r5 --ratio 5 --dev-at-start --teacher $TEACHER --export $ADAPTERS/smollm2-135m-sac-r5.safetensors || exit 0
 run r15 --ratio 15 --teacher $TEACHER --init-from $RUNS/r5/ckpt.pt --stage1-steps 0 \
     --export $ADAPTERS/smollm2-135m-sac-r15.safetensors || exit 0

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Golden for the torch trainer's exporter + encoder/decoder (tools/sac/train.py).
 
-    /tmp/torchvenv/bin/python tools/sac/make_trained_goldens.py [--model PATH] [--no-ref-check]
+    .venv/bin/python tools/sac/make_trained_goldens.py [--model PATH] [--no-ref-check]
 
 A seeded random rank-4 r=5 adapter (LoRA B non-zero) is exported with train.py's exporter
 (BF16), read back, and train.py's torch encoder/decoder (float64) run on one ~240-token

@@ -774,8 +774,9 @@ class Trainer:
               f"{cfg['train_questions']} questions; dev {cfg['dev_passages']} / {cfg['dev_questions']}; lm docs "
               f"{len(self.lm_docs)}; stage {st['stage']} steps {self.stage_steps(st['stage'])}; threads "
               f"{torch.get_num_threads()}; amp {a.amp}; teacher {a.teacher if self.teacher else None}", flush=True)
-        if a.dev_at_start and st["step"] == 0 and st["stage"] == (1 if do_stage1 else 2):
+        if a.dev_at_start and not st.get("dev_at_start_done"):
             dev_eval()
+            st["dev_at_start_done"] = True
         recent, steps_here = [], 0
         while not self.stop_requested:
             total = self.stage_steps(st["stage"])
@@ -898,7 +899,7 @@ def main():
     ap.add_argument("--max-answer-tokens", type=int, default=32)
     ap.add_argument("--dev-questions-per-task", type=int, default=150)
     ap.add_argument("--dev-limit-passages", type=int, default=0, help="score only the first N dev passages")
-    ap.add_argument("--dev-every", type=int, default=150, help="steps between dev evaluations (0 = stage ends only)")
+    ap.add_argument("--dev-every", type=int, default=200, help="steps between dev evaluations (0 = stage ends only)")
     ap.add_argument("--dev-f1-questions", type=int, default=64)
     ap.add_argument("--dev-max-new-tokens", type=int, default=24)
     ap.add_argument("--dev-at-start", action="store_true", help="score the dev set before the first step")
