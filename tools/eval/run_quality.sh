@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Answer quality of every system on the held-out split (docs/quality.md).
-#   bash tools/eval/run_quality.sh [SYSTEM ...]     systems: anchors-r5 anchors-r15 closed-book closed-book-ft full-ft sac-r5 sac-r15
+#   bash tools/eval/run_quality.sh [SYSTEM ...]     systems: anchors-r5 anchors-r15 closed-book closed-book-ft full-base full-ft sac-r5 sac-r15 (default: all)
 # Env: PER_TASK (questions per task, default all), THREADS (default 2), DATA (default data/qa/test.jsonl),
 #      OUT (default docs/bench/quality). Each system writes OUT/<system>.json (summary) and
 #      OUT/<system>.predictions.jsonl; tools/eval/quality_table.py turns them into the table.
@@ -15,7 +15,7 @@ BIN=.build/release/anchorkv
 [ -x "$BIN" ] || swift build -c release --product anchorkv
 mkdir -p "$OUT"
 limit=(); [ -n "${PER_TASK:-}" ] && limit=(--per-task "$PER_TASK")
-systems=("$@"); [ ${#systems[@]} -eq 0 ] && systems=(closed-book anchors-r5 anchors-r15 full-ft sac-r5 sac-r15)
+systems=("$@"); [ ${#systems[@]} -eq 0 ] && systems=(closed-book closed-book-ft anchors-r5 anchors-r15 full-base full-ft sac-r5 sac-r15)
 for s in "${systems[@]}"; do
     case "$s" in
         anchors-r5)      args=(--system sac --ratio 5 --no-adapter) ;;
