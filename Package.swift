@@ -69,7 +69,7 @@ let package = Package(
             swiftSettings: swiftFast),
 
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
-        .testTarget(name: "ModelFormatsTests", dependencies: ["ModelFormats"], resources: [.copy("Goldens")]),
+        .testTarget(name: "ModelFormatsTests", dependencies: ["ModelFormats", "TestSupport"], resources: [.copy("Goldens")]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer"], resources: [.copy("Goldens")]),
         // Helpers shared by the test targets (default model, golden readers, error statistics).
         .target(name: "TestSupport", dependencies: ["LLM"], path: "Tests/TestSupport"),

@@ -21,6 +21,12 @@ enum GGUFLoader {
             throw LLMError.invalidConfig("GGUF has no tokenizer.ggml.tokens; AnchorKV needs the tokenizer inside the model file")
         }
         let hidden = try int("embedding_length"), heads = try int("attention.head_count")
+        guard heads > 0 else { throw LLMError.invalidConfig("GGUF metadata \(arch).attention.head_count is \(heads); it must be positive") }
+        if md["\(arch).rope.dimension_count"] == nil {
+            guard hidden > 0, hidden % heads == 0 else {
+                throw LLMError.invalidConfig("GGUF metadata \(arch).embedding_length \(hidden) is not a positive multiple of attention.head_count \(heads), and there is no rope.dimension_count to give the head size")
+            }
+        }
         var config = LlamaConfig(
             hiddenSize: hidden,
             intermediateSize: try int("feed_forward_length"),

@@ -163,13 +163,24 @@ public final class GGUFFile: @unchecked Sendable {
             guard let type = GGMLType(rawValue: rawType) else {
                 throw ModelFormatError.invalidTensor(path: path, name: name, reason: "unknown ggml type id \(rawType)")
             }
-            let n = shape.reduce(1) { $0.multipliedReportingOverflow(by: $1).overflow ? Int.max : $0 * $1 }
+            var n = 1
+            for d in shape {
+                let (p, overflow) = n.multipliedReportingOverflow(by: d)
+                guard !overflow else {
+                    throw ModelFormatError.invalidTensor(path: path, name: name, reason: "shape \(shape) has more elements than can be counted")
+                }
+                n = p
+            }
             var bytes = 0
             if let layout = type.blockLayout {
                 guard shape[0] % layout.elements == 0 else {
                     throw ModelFormatError.invalidTensor(path: path, name: name, reason: "row length \(shape[0]) is not a multiple of the \(type) block size \(layout.elements)")
                 }
-                bytes = n / layout.elements * layout.bytes
+                let (b, overflow) = (n / layout.elements).multipliedReportingOverflow(by: layout.bytes)
+                guard !overflow else {
+                    throw ModelFormatError.invalidTensor(path: path, name: name, reason: "shape \(shape) of \(type) needs more bytes than can be counted")
+                }
+                bytes = b
             }
             guard off <= UInt64(file.bytes.count), off % UInt64(align) == 0 else {
                 throw ModelFormatError.invalidTensor(path: path, name: name, reason: "data offset \(off) is out of range or not aligned to \(align)")

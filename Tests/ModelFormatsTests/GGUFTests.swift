@@ -1,5 +1,6 @@
 import CKernels
 import Foundation
+import TestSupport
 import XCTest
 @testable import ModelFormats
 
@@ -120,6 +121,59 @@ final class GGUFTests: XCTestCase {
                 for t in f.tensors where t.type.isDecodable { _ = try? f.dequantize(t) }
             }
         }
+    }
+}
+
+/// Hostile but well-formed GGUF directories: every field is in range on its own, only the
+/// arithmetic over them (element counts, byte extents) shows that the file lies.
+final class GGUFHostileTests: XCTestCase {
+    func open(_ tensors: [GGUFBuilder.Tensor], data: [UInt8] = []) throws -> (path: String, result: Result<GGUFFile, Error>) {
+        var b = GGUFBuilder()
+        b.metadata = [("general.architecture", .string("llama"))]
+        b.tensors = tensors
+        b.data = data
+        let p = try b.write()
+        return (p, Result { try GGUFFile(path: p) })
+    }
+
+    func assertInvalid(_ tensors: [GGUFBuilder.Tensor], data: [UInt8] = [], _ phrase: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let (p, result) = try open(tensors, data: data)
+        defer { try? FileManager.default.removeItem(atPath: p) }
+        switch result {
+        case .success(let f): XCTFail("opened \(f.tensors)", file: file, line: line)
+        case .failure(let e):
+            XCTAssertTrue(e is ModelFormatError, "\(e)", file: file, line: line)
+            XCTAssertTrue("\(e)".contains(phrase), "\(e)", file: file, line: line)
+        }
+    }
+
+    func testTheBuilderMakesFilesTheReaderOpens() throws {
+        // 32 F32 elements at offset 0: the control case, so the refusals below are the checks'.
+        let (p, result) = try open([.init(name: "t", shape: [8, 4], type: 0)], data: [UInt8](repeating: 0, count: 128))
+        defer { try? FileManager.default.removeItem(atPath: p) }
+        let f = try result.get()
+        XCTAssertEqual(f.tensors.first?.shape, [8, 4])
+        XCTAssertEqual(f.tensors.first?.byteCount, 128)
+        XCTAssertEqual(try f.dequantize(f.tensors[0]), [Float](repeating: 0, count: 32))
+    }
+
+    func testAnElementCountThatOverflowsIsRefused() throws {
+        // Each dimension passes the per-dimension limit (2^40); their product (2^80) does not fit.
+        try assertInvalid([.init(name: "big", shape: [1 << 40, 1 << 40], type: 0)], "more elements than can be counted")
+        // Wrapping to a small count by a zero after the overflow is refused as well.
+        try assertInvalid([.init(name: "wrap", shape: [1 << 40, 1 << 40, 1 << 40, 0], type: 0)], "more elements than can be counted")
+    }
+
+    func testAByteCountThatOverflowsIsRefused() throws {
+        // 2^62 F32 elements count fine, but need 2^64 bytes: wrapped, that was 0 bytes and passed.
+        try assertInvalid([.init(name: "f32", shape: [1 << 40, 1 << 22], type: 0)], "needs more bytes than can be counted")
+        // Q8_0: 8.8e18 elements still count, but their 2.7e17 blocks of 34 bytes do not.
+        try assertInvalid([.init(name: "q8", shape: [1 << 40, 8_000_000], type: 8)], "needs more bytes than can be counted")
+    }
+
+    func testAnExtentPastTheEndOfTheMappingIsRefused() throws {
+        try assertInvalid([.init(name: "t", shape: [8, 4], type: 0)], data: [UInt8](repeating: 0, count: 127), "truncated")
+        try assertInvalid([.init(name: "t", shape: [1 << 20], type: 0, offset: 32)], data: [UInt8](repeating: 0, count: 64), "truncated")
     }
 }
 
