@@ -10,6 +10,17 @@ public struct StoreManifest: Codable, Sendable, Equatable {
     public var adapters: [String: String]
     public var dtype: String
     public var createdAt: String
+    /// The model's KV dimensions, which every record must have (absent in stores made before it
+    /// was recorded; `KVStore.modelShape` then reads it from the stored documents).
+    public var shape: ModelShape?
+}
+
+/// What a model's KV looks like to the store: layers per window and columns (kv_dim) per record.
+public struct ModelShape: Codable, Sendable, Equatable, CustomStringConvertible {
+    public var layers: Int
+    public var kvDim: Int
+    public init(layers: Int, kvDim: Int) { self.layers = layers; self.kvDim = kvDim }
+    public var description: String { "\(layers) layers of kv_dim \(kvDim)" }
 }
 
 /// One ingested document (docs column family, keyed by id).
@@ -124,7 +135,10 @@ public final class KVStore: @unchecked Sendable {
     /// Opens the store at `path`, creating it when `create` is set and nothing is there. A nil
     /// `modelFingerprint` opens an existing store for whatever model it holds (snapshot tools
     /// move bytes without running the model); creating a store needs one.
-    public init(path: String, modelFingerprint: String?, modelName: String?, create: Bool, dtype: TensorDType = .f16) throws {
+    /// `shape` (the model's layers and kv_dim, when the caller has the model) is recorded at
+    /// creation, or the first time a store without one is opened with it, and must match.
+    public init(path: String, modelFingerprint: String?, modelName: String?, create: Bool, dtype: TensorDType = .f16,
+                shape: ModelShape? = nil) throws {
         self.path = path
         let exists = FileManager.default.fileExists(atPath: (path as NSString).appendingPathComponent("CURRENT"))
         if !exists && !create { throw StoreError.notAStore(path: path) }
@@ -138,11 +152,24 @@ public final class KVStore: @unchecked Sendable {
             }
             storedManifest = m
             self.dtype = TensorDType(name: m.dtype) ?? dtype
+            if let shape {
+                if let recorded = m.shape, recorded != shape {
+                    throw StoreError.shapeMismatch(path: path, store: recorded, model: shape)
+                }
+                if m.shape == nil {
+                    var updated = m
+                    updated.shape = shape
+                    let b = db.makeBatch()
+                    b.put("meta", Array("manifest".utf8), try Self.json(updated))
+                    try db.write(b)
+                    storedManifest = updated
+                }
+            }
         } else {
             guard create else { throw StoreError.notAStore(path: path) }
             guard let modelFingerprint, let modelName else { throw StoreError.invalidInput("creating a store needs the model's fingerprint") }
             storedManifest = StoreManifest(formatVersion: StoreManifest.currentFormat, modelFingerprint: modelFingerprint, modelName: modelName,
-                                     adapters: [:], dtype: dtype.description, createdAt: Self.timestamp())
+                                     adapters: [:], dtype: dtype.description, createdAt: Self.timestamp(), shape: shape)
             self.dtype = dtype
             let b = db.makeBatch()
             b.put("meta", Array("manifest".utf8), try Self.json(storedManifest))
@@ -220,15 +247,17 @@ public final class KVStore: @unchecked Sendable {
         return r
     }
 
-    /// The window's K/V records for every layer, checksums verified.
-    public func loadKV(_ doc: DocumentRecord, window w: Int, layers: Int, snapshot: RocksDB.Snapshot? = nil) throws -> [TensorRecord] {
+    /// The window's K/V records for every layer, checksums verified; with `expect` (the
+    /// window's anchors x the model's kv_dim) a record of another shape is refused before it is decoded.
+    public func loadKV(_ doc: DocumentRecord, window w: Int, layers: Int, expect: TensorCodec.Shape? = nil,
+                       snapshot: RocksDB.Snapshot? = nil) throws -> [TensorRecord] {
         var out: [TensorRecord] = []
         out.reserveCapacity(layers)
         for l in 0..<layers {
             guard let raw = try db.get("kv", Self.kvKey(doc.number, w, ratio: doc.ratio, layer: l), snapshot: snapshot) else {
                 throw StoreError.corruptRecord(document: doc.id, window: w, layer: l, reason: "KV record is missing")
             }
-            do { out.append(try raw.withUnsafeBytes { try TensorCodec.decode($0) }) } catch {
+            do { out.append(try raw.withUnsafeBytes { try TensorCodec.decode($0, expect: expect) }) } catch {
                 throw StoreError.corruptRecord(document: doc.id, window: w, layer: l, reason: "\(error)")
             }
         }
@@ -251,6 +280,32 @@ public final class KVStore: @unchecked Sendable {
     public func layerCount(of doc: DocumentRecord, snapshot: RocksDB.Snapshot? = nil) throws -> Int {
         try db.keys("kv", prefix: Self.windowKey(doc.number, 0) + Self.be16(doc.ratio), snapshot: snapshot).count
     }
+
+    /// The KV dimensions every record of this store has: the manifest's, or for a store made
+    /// before they were recorded, those of its first document; nil for such a store when empty.
+    public func modelShape(snapshot: RocksDB.Snapshot? = nil) throws -> ModelShape? {
+        if let s = manifest.shape { return s }
+        var first: DocumentRecord?
+        try db.scan("docs", prefix: [], snapshot: snapshot) { _, v in
+            first = try? JSONDecoder().decode(DocumentRecord.self, from: Data(v))
+            return false
+        }
+        guard let doc = first else { return nil }
+        let raw = try rawKV(doc, window: 0, layer: 0, snapshot: snapshot)
+        let cols = try raw.withUnsafeBytes { try TensorCodec.header($0).cols }
+        return ModelShape(layers: try layerCount(of: doc, snapshot: snapshot), kvDim: cols)
+    }
+
+    /// Anchors of a window of `length` tokens at `ratio`: the encoder's uniform rule
+    /// (SAC's `UniformAnchors.count`: ceil((L - o) / r) with o = (r - 1) / 2, at least 1).
+    /// Every stored window has this many; a test keeps the two in step.
+    public static func anchorCount(windowLength length: Int, ratio: Int) -> Int {
+        let o = (ratio - 1) / 2
+        return length <= o ? 1 : (length - o + ratio - 1) / ratio
+    }
+
+    /// Ratios a store can hold: the kv key keeps the ratio in 16 bits.
+    public static let ratios = 1...Int(UInt16.max)
 
     /// Postings of one term.
     public func postings(_ term: String) throws -> [Posting] {
@@ -294,8 +349,9 @@ public final class KVStore: @unchecked Sendable {
     /// either all of them are visible afterwards or none. `adapters` (ratio -> fingerprint) are
     /// merged into the manifest in the same batch; a ratio the store holds with another adapter
     /// is refused before anything is written.
+    /// `shape` (what the records were checked against) is recorded when the store has none yet.
     @discardableResult
-    public func putEncoded(_ docs: [EncodedDocument], adapters: [String: String]) throws -> [DocumentRecord] {
+    public func putEncoded(_ docs: [EncodedDocument], adapters: [String: String], shape: ModelShape? = nil) throws -> [DocumentRecord] {
         for d in docs {
             guard d.windows.count == d.kv.count, d.windows.count == d.record.windows else {
                 throw StoreError.invalidInput("document '\(d.record.id)': \(d.windows.count) windows, \(d.kv.count) KV lists, record says \(d.record.windows)")
@@ -310,6 +366,10 @@ public final class KVStore: @unchecked Sendable {
                 throw StoreError.invalidInput("the store holds ratio \(ratio) KV made with adapter \(existing); the new data uses \(fp). Use another store")
             }
             m.adapters[ratio] = fp
+        }
+        if let shape {
+            if let recorded = m.shape, recorded != shape { throw StoreError.shapeMismatch(path: path, store: recorded, model: shape) }
+            m.shape = shape
         }
         if m != manifest { b.put("meta", Array("manifest".utf8), try Self.json(m)) }
         var stats = try lexStats()

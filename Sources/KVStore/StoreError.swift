@@ -4,6 +4,7 @@ public enum StoreError: Error, CustomStringConvertible, Equatable {
     case notAStore(path: String)
     case modelMismatch(path: String, store: String, model: String)
     case unsupportedFormat(path: String, version: Int)
+    case shapeMismatch(path: String, store: ModelShape, model: ModelShape)
     case corruptRecord(document: String, window: Int, layer: Int?, reason: String)
     case corrupt(String)
     case invalidInput(String)
@@ -18,6 +19,8 @@ public enum StoreError: Error, CustomStringConvertible, Equatable {
             return "the store at \(p) was built with base model \(s), but the loaded model is \(m); open it with the model it was built with (--model), or use another --store"
         case .unsupportedFormat(let p, let v):
             return "the store at \(p) has format version \(v), which this build cannot read"
+        case .shapeMismatch(let p, let s, let m):
+            return "the store at \(p) holds KV of \(s), but the model or data has \(m); use the model the store was built with, or another --store"
         case .corruptRecord(let d, let w, let l, let r):
             return "corrupt record for document '\(d)' window \(w)\(l.map { " layer \($0)" } ?? ""): \(r); re-ingest the document (anchorkv ingest) or restore it from a snapshot"
         case .corrupt(let why):

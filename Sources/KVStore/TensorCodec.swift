@@ -86,54 +86,137 @@ public enum TensorCodec {
         return out + stored
     }
 
-    /// Checks a record's header, sizes and checksum without decoding its elements.
-    public static func verify(_ bytes: UnsafeRawBufferPointer) throws {
-        guard bytes.count >= headerSize, Array(bytes[0..<4]) == magic else { throw CodecError("not a tensor record") }
-        guard bytes[4] == version else { throw CodecError("record version \(bytes[4]) is not supported") }
-        guard TensorDType(rawValue: bytes[5]) != nil else { throw CodecError("unknown dtype \(bytes[5])") }
-        let storedSize = Int(read32(bytes, 20)), crc = read32(bytes, 24)
-        guard bytes.count == headerSize + storedSize else { throw CodecError("record is \(bytes.count) bytes, header says \(headerSize + storedSize)") }
-        let actual = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: bytes[headerSize...]), seed: CRC32C.checksum(UnsafeRawBufferPointer(rebasing: bytes[0..<24])))
-        guard actual == crc else { throw CodecError(String(format: "checksum mismatch (stored %08x, computed %08x)", crc, actual)) }
+    /// The shape a reader expects a record to have: the anchors of its window (rows) and the
+    /// model's kv_dim (cols). A record claiming anything else is refused before any allocation.
+    public struct Shape: Sendable, Equatable, CustomStringConvertible {
+        public var rows: Int
+        public var cols: Int
+        public init(rows: Int, cols: Int) { self.rows = rows; self.cols = cols }
+        public var description: String { "\(rows)x\(cols)" }
     }
 
-    /// Rows (anchors) of a record, from its header.
-    public static func rows(_ bytes: UnsafeRawBufferPointer) -> Int { bytes.count >= headerSize ? Int(read32(bytes, 8)) : 0 }
+    /// What a record's header claims, once every claim has been checked against the others.
+    public struct Header: Sendable, Equatable {
+        public let dtype: TensorDType
+        public let flags: UInt8
+        public let rows: Int
+        public let cols: Int
+        /// Payload bytes after decompression: exactly what rows x cols of dtype take.
+        public let rawSize: Int
+        /// Payload bytes as stored (after the header).
+        public let storedSize: Int
+        public var shape: Shape { Shape(rows: rows, cols: cols) }
+        public var isLZ4: Bool { flags & TensorCodec.flagLZ4 != 0 }
+    }
 
-    /// Decodes and verifies a record; `describe` names the record in errors.
-    public static func decode(_ bytes: UnsafeRawBufferPointer) throws -> TensorRecord {
+    /// LZ4's block format cannot expand n input bytes to more than 255 n output bytes (a match
+    /// costs at least one byte per 255 bytes it copies), so a larger raw size is a lie.
+    static let maxLZ4Expansion = 255
+
+    /// The one place a record's claims are checked, before anything is allocated or indexed:
+    /// magic, version, dtype, flags, the raw size against rows x cols of the dtype (arithmetic
+    /// checked for overflow), the stored size against the bytes at hand, for LZ4 a raw size
+    /// that the stored bytes can decompress to, the CRC32C, and (when given) the shape the
+    /// caller expects.
+    public static func header(_ bytes: UnsafeRawBufferPointer, expect: Shape? = nil) throws -> Header {
         guard bytes.count >= headerSize, Array(bytes[0..<4]) == magic else { throw CodecError("not a tensor record") }
         guard bytes[4] == version else { throw CodecError("record version \(bytes[4]) is not supported") }
         guard let dtype = TensorDType(rawValue: bytes[5]) else { throw CodecError("unknown dtype \(bytes[5])") }
         let flags = bytes[6]
+        guard flags & ~(flagLZ4 | flagShuffled) == 0, bytes[7] == 0 else { throw CodecError("unknown flags \(flags)/\(bytes[7])") }
+        let elementSize = dtype == .int8 ? 1 : 2
+        guard flags & flagShuffled == 0 || elementSize == 2 else { throw CodecError("byte-plane shuffle of 1-byte \(dtype) elements") }
         let rows = Int(read32(bytes, 8)), cols = Int(read32(bytes, 12))
         let rawSize = Int(read32(bytes, 16)), storedSize = Int(read32(bytes, 20)), crc = read32(bytes, 24)
-        guard bytes.count == headerSize + storedSize else { throw CodecError("record is \(bytes.count) bytes, header says \(headerSize + storedSize)") }
-        let stored = UnsafeRawBufferPointer(rebasing: bytes[headerSize...])
-        let actual = CRC32C.checksum(stored, seed: CRC32C.checksum(UnsafeRawBufferPointer(rebasing: bytes[0..<24])))
-        guard actual == crc else { throw CodecError(String(format: "checksum mismatch (stored %08x, computed %08x)", crc, actual)) }
-        let elementSize = dtype == .int8 ? 1 : 2
-        let expected = rows * 4 + 2 * (rows * cols * elementSize + (dtype == .int8 ? cols * 4 : 0))
-        guard rawSize == expected else { throw CodecError("payload is \(rawSize) bytes, \(rows)x\(cols) \(dtype) needs \(expected)") }
-        var payload: [UInt8]
-        if flags & flagLZ4 != 0 {
-            payload = [UInt8](repeating: 0, count: rawSize)
-            let n = payload.withUnsafeMutableBytes { dst in
-                LZ4_decompress_safe(stored.baseAddress!.assumingMemoryBound(to: CChar.self), dst.baseAddress!.assumingMemoryBound(to: CChar.self),
-                                    Int32(storedSize), Int32(rawSize))
-            }
-            guard n == rawSize else { throw CodecError("LZ4 payload does not decompress to \(rawSize) bytes") }
-        } else {
-            guard storedSize == rawSize else { throw CodecError("raw payload size mismatch") }
-            payload = [UInt8](stored)
+        guard let expected = payloadSize(rows: rows, cols: cols, dtype: dtype) else {
+            throw CodecError("shape \(rows)x\(cols) \(dtype) is too large for a record")
         }
-        if flags & flagShuffled != 0 { unshuffle(&payload, from: rows * 4, elementSize: 2) }
+        guard rawSize == expected else { throw CodecError("payload is \(rawSize) bytes, \(rows)x\(cols) \(dtype) needs \(expected)") }
+        guard bytes.count == headerSize + storedSize else { throw CodecError("record is \(bytes.count) bytes, header says \(headerSize + storedSize)") }
+        if flags & flagLZ4 != 0 {
+            guard storedSize > 0, rawSize <= Int(Int32.max), rawSize <= storedSize * maxLZ4Expansion else {
+                throw CodecError("LZ4 payload of \(storedSize) bytes cannot decompress to the \(rawSize) bytes its header claims")
+            }
+        } else {
+            guard storedSize == rawSize else { throw CodecError("raw payload is \(storedSize) bytes, \(rows)x\(cols) \(dtype) needs \(rawSize)") }
+        }
+        let actual = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: bytes[headerSize...]), seed: CRC32C.checksum(UnsafeRawBufferPointer(rebasing: bytes[0..<24])))
+        guard actual == crc else { throw CodecError(String(format: "checksum mismatch (stored %08x, computed %08x)", crc, actual)) }
+        if let expect, expect != Shape(rows: rows, cols: cols) {
+            throw CodecError("record is \(rows)x\(cols) (anchors x kv_dim), the model and the window need \(expect)")
+        }
+        return Header(dtype: dtype, flags: flags, rows: rows, cols: cols, rawSize: rawSize, storedSize: storedSize)
+    }
+
+    /// Bytes of a payload of rows x cols: positions, K and V (and int8's per-column scales);
+    /// nil when the arithmetic overflows or passes what a u32 size field can hold.
+    public static func payloadSize(rows: Int, cols: Int, dtype: TensorDType) -> Int? {
+        let limit = Int(UInt32.max)
+        guard (0...limit).contains(rows), (0...limit).contains(cols) else { return nil }
+        let elementSize = dtype == .int8 ? 1 : 2
+        let (cells, o1) = rows.multipliedReportingOverflow(by: cols)
+        let (matrix, o2) = cells.multipliedReportingOverflow(by: elementSize)
+        let (scaled, o3) = matrix.addingReportingOverflow(dtype == .int8 ? cols * 4 : 0)
+        let (both, o4) = scaled.multipliedReportingOverflow(by: 2)
+        let (total, o5) = both.addingReportingOverflow(rows * 4)
+        guard !(o1 || o2 || o3 || o4 || o5), total <= limit else { return nil }
+        return total
+    }
+
+    /// Checks a record's header, sizes and checksum (and its shape, when given) without decoding its elements.
+    public static func verify(_ bytes: UnsafeRawBufferPointer, expect: Shape? = nil) throws {
+        _ = try header(bytes, expect: expect)
+    }
+
+    /// Checks a record's header (as `header` does) and returns the anchors' positions, reading
+    /// no more than them: of an LZ4 payload only their bytes are decompressed (its K and V are
+    /// checked when the record is decoded), so this allocates 4 bytes per row whatever it claims.
+    public static func positions(_ bytes: UnsafeRawBufferPointer, expect: Shape? = nil) throws -> [Int32] {
+        let h = try header(bytes, expect: expect)
+        let n = h.rows * 4
+        var head = [UInt8](repeating: 0, count: n)
+        let stored = UnsafeRawBufferPointer(rebasing: bytes[headerSize...])
+        if n > 0 && h.isLZ4 {
+            let got = head.withUnsafeMutableBytes { dst in
+                LZ4_decompress_safe_partial(stored.baseAddress!.assumingMemoryBound(to: CChar.self), dst.baseAddress!.assumingMemoryBound(to: CChar.self),
+                                            Int32(h.storedSize), Int32(n), Int32(n))
+            }
+            guard Int(got) == n else { throw CodecError("LZ4 payload does not hold the record's \(n) bytes of positions") }
+        } else if n > 0 {
+            head.withUnsafeMutableBytes { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: stored[0..<n])) }
+        }
+        return head.withUnsafeBytes { raw in (0..<h.rows).map { raw.loadUnaligned(fromByteOffset: 4 * $0, as: Int32.self) } }
+    }
+
+    /// Decodes a record after checking it (see `header`); `expect` is the shape the caller needs.
+    public static func decode(_ bytes: UnsafeRawBufferPointer, expect: Shape? = nil) throws -> TensorRecord {
+        let h = try header(bytes, expect: expect)
+        let rows = h.rows, cols = h.cols
+        let payload = try self.payload(bytes, h)
         var positions = [Int32](repeating: 0, count: rows)
         payload.withUnsafeBytes { raw in positions.withUnsafeMutableBytes { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: raw[0..<(rows * 4)])) } }
         var offset = rows * 4
-        let keys = readMatrix(payload, &offset, rows: rows, cols: cols, dtype: dtype)
-        let values = readMatrix(payload, &offset, rows: rows, cols: cols, dtype: dtype)
+        let keys = readMatrix(payload, &offset, rows: rows, cols: cols, dtype: h.dtype)
+        let values = readMatrix(payload, &offset, rows: rows, cols: cols, dtype: h.dtype)
         return TensorRecord(positions: positions, keys: keys, values: values, cols: cols)
+    }
+
+    /// The raw payload of a checked record: decompressed, byte planes put back.
+    private static func payload(_ bytes: UnsafeRawBufferPointer, _ h: Header) throws -> [UInt8] {
+        let stored = UnsafeRawBufferPointer(rebasing: bytes[headerSize...])
+        var payload: [UInt8]
+        if h.isLZ4 {
+            payload = [UInt8](repeating: 0, count: h.rawSize)
+            let n = payload.withUnsafeMutableBytes { dst in
+                LZ4_decompress_safe(stored.baseAddress!.assumingMemoryBound(to: CChar.self), dst.baseAddress?.assumingMemoryBound(to: CChar.self),
+                                    Int32(h.storedSize), Int32(h.rawSize))
+            }
+            guard Int(n) == h.rawSize else { throw CodecError("LZ4 payload does not decompress to \(h.rawSize) bytes") }
+        } else {
+            payload = [UInt8](stored)
+        }
+        if h.flags & flagShuffled != 0 { unshuffle(&payload, from: h.rows * 4, elementSize: 2) }
+        return payload
     }
 
     public struct CodecError: Error, CustomStringConvertible {

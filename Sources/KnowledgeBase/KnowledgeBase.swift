@@ -70,7 +70,8 @@ public final class KnowledgeBase: @unchecked Sendable {
 
     /// Opens (or creates) the store at `path` for `model`.
     public static func openStore(path: String, model: LlamaModel, create: Bool, dtype: TensorDType = .f16) throws -> KVStore {
-        try KVStore(path: path, modelFingerprint: try model.fingerprint(), modelName: model.name, create: create, dtype: dtype)
+        try KVStore(path: path, modelFingerprint: try model.fingerprint(), modelName: model.name, create: create, dtype: dtype,
+                    shape: ModelShape(layers: model.config.layerCount, kvDim: model.config.kvDim))
     }
 
     // MARK: ingest
@@ -141,17 +142,25 @@ public final class KnowledgeBase: @unchecked Sendable {
             guard doc.ratio == first.0.ratio, doc.adapter == first.0.adapter else {
                 throw StoreError.invalidInput("documents '\(first.0.id)' and '\(doc.id)' are stored at different ratios or adapters; query them separately")
             }
-            let records = try store.loadKV(doc, window: w, layers: c.layerCount, snapshot: snapshot)
-            let start = w * W
+            let (start, over) = w.multipliedReportingOverflow(by: W)
+            guard w >= 0, w < doc.windows, !over, start < doc.tokens, KVStore.ratios.contains(doc.ratio) else {
+                throw StoreError.corruptRecord(document: doc.id, window: w, layer: nil,
+                                               reason: "the document claims \(doc.windows) windows, \(doc.tokens) tokens and ratio \(doc.ratio)")
+            }
             let length = min(W, doc.tokens - start)
+            // Checked before decoding: each record is this window's anchors x the model's kv_dim.
+            let shape = TensorCodec.Shape(rows: UniformAnchors.count(windowLength: length, ratio: doc.ratio), cols: c.kvDim)
+            let records = try store.loadKV(doc, window: w, layers: c.layerCount, expect: shape, snapshot: snapshot)
             for (l, r) in records.enumerated() {
-                guard r.cols == c.kvDim, r.rows == records[0].rows else {
-                    throw StoreError.corruptRecord(document: doc.id, window: w, layer: l, reason: "shape \(r.rows)x\(r.cols) does not match the model")
-                }
                 keys[l] += r.keys
                 values[l] += r.values
             }
-            positions += records[0].positions.map { Int32(i * W) + ($0 - Int32(start)) }
+            // Stored positions are 1-based and global, ascending inside the window.
+            let local = records[0].positions.map { Int($0) - start }
+            guard local.first.map({ $0 >= 1 }) ?? false, local.last! <= length, zip(local, local.dropFirst()).allSatisfy({ $0 < $1 }) else {
+                throw StoreError.corruptRecord(document: doc.id, window: w, layer: 0, reason: "anchor positions are not ascending inside the window's \(length) tokens")
+            }
+            positions += local.map { Int32(i * W + $0) }
             counts.append(records[0].rows)
             contextLength = i * W + length
         }

@@ -70,8 +70,15 @@ public enum SnapshotExporter {
             docs = try store.documents(snapshot: snap)
         }
         docs.sort { $0.number < $1.number }
-        // Every document of a store has the same layer count (one model per store).
-        let layers = try docs.first.map { try store.layerCount(of: $0, snapshot: snap) } ?? 0
+        // Every document of a store has the model's layer count; one that has not (written by
+        // an older build) is refused rather than cut to the others' count.
+        let layers = docs.isEmpty ? 0 : try store.modelShape(snapshot: snap)?.layers ?? store.layerCount(of: docs[0], snapshot: snap)
+        for d in docs {
+            let n = try store.layerCount(of: d, snapshot: snap)
+            guard n == layers else {
+                throw SnapshotError.invalid("document '\(d.id)' holds \(n) layers of KV, the store's model has \(layers); delete it (anchorkv docs delete) or ingest it again. Nothing was exported")
+            }
+        }
         var adapters: [String: String] = [:]
         for d in docs { adapters[String(d.ratio)] = d.adapter ?? "none" }
         let windows = docs.reduce(0) { $0 + $1.windows }

@@ -94,13 +94,39 @@ public enum SnapshotReader {
         return m
     }
 
+    /// Reads and verifies the whole file; `expect` is the store's model shape (layers, kv_dim),
+    /// which every window must match. Without it (no store yet) the file must agree with itself.
     @discardableResult
-    public static func read(path: String, visit: (EncodedDocument) throws -> Void = { _ in }) throws -> SnapshotManifest {
+    public static func read(path: String, expect: ModelShape? = nil, visit: (EncodedDocument) throws -> Void = { _ in }) throws -> SnapshotManifest {
+        try readVerified(path: path, expect: expect, visit: visit).manifest
+    }
+
+    /// The longest id `ingest` accepts, in UTF-8 bytes.
+    static let maxIDBytes = 512
+    /// The longest index term the lexical analyzer makes, in UTF-8 bytes.
+    static let maxTermBytes = 64
+    /// More layers than any model AnchorKV runs; a larger count is not a real file.
+    static let maxLayers = 4096
+
+    static func hasControl(_ s: String) -> Bool { s.unicodeScalars.contains { $0.properties.generalCategory == .control } }
+
+    /// Every claim of the file checked against the others and against `expect`; returns the
+    /// manifest and the model shape the file's records have (nil when it holds no record).
+    static func readVerified(path: String, expect: ModelShape?, visit: (EncodedDocument) throws -> Void) throws -> (manifest: SnapshotManifest, shape: ModelShape?) {
         let r = try FrameReader(path: path)
         let m = try readManifest(r)
         func corrupt(_ at: Int, _ why: String) -> SnapshotError { .corrupt(path: path, offset: at, reason: why) }
+        guard (1...maxLayers).contains(m.layers) || (m.layers == 0 && m.documents == 0) else {
+            throw corrupt(SnapshotFormat.headerSize, "the manifest claims \(m.layers) layers per window")
+        }
+        if let expect, m.documents > 0, m.layers != expect.layers {
+            throw SnapshotError.invalid("snapshot \(path) holds \(m.layers) layers of KV per window, but the store's model has \(expect.layers); import it into a store of its own model. Nothing was imported")
+        }
+        var kvDim = expect?.kvDim
         var docs = 0, windows = 0, kvRecords = 0
+        var ids = Set<String>()
         var pending: (record: DocumentRecord, windows: [WindowRecord], kv: [[[UInt8]]], anchors: Int)?
+        var positions0: [Int32] = []
         var expected = (window: 0, layer: 0)
 
         func finishDocument(at: Int) throws {
@@ -113,6 +139,44 @@ public enum SnapshotReader {
             pending = nil
         }
 
+        /// A document frame's claims: id, ratio, windows laid out as ingest lays them out
+        /// (equal lengths but the last, contiguous starts, token ids >= 0), and index terms.
+        func checkDocument(_ d: DocumentFrame, at: Int) throws {
+            let id = d.record.id
+            guard !id.isEmpty, id.utf8.count <= maxIDBytes, !hasControl(id) else {
+                throw corrupt(at, "document id \(id.debugDescription.prefix(80)) is empty, longer than \(maxIDBytes) bytes or has control characters")
+            }
+            guard ids.insert(id).inserted else { throw corrupt(at, "document '\(id)' appears twice") }
+            guard KVStore.ratios.contains(d.record.ratio) else { throw corrupt(at, "document '\(id)' has ratio \(d.record.ratio), outside \(KVStore.ratios)") }
+            guard d.windows.count == d.record.windows, d.record.windows > 0 else {
+                throw corrupt(at, "document '\(id)' has \(d.windows.count) windows, its record says \(d.record.windows)")
+            }
+            let size = d.windows[0].tokens.count
+            var tokens = 0
+            for (w, win) in d.windows.enumerated() {
+                let n = win.tokens.count
+                guard n > 0, n == size || (w == d.windows.count - 1 && n < size), win.start == tokens else {
+                    throw corrupt(at, "document '\(id)' window \(w) has \(n) tokens from \(win.start); windows are \(size) tokens each (the last may be shorter), one after another")
+                }
+                guard !win.tokens.contains(where: { $0 < 0 }) else { throw corrupt(at, "document '\(id)' window \(w) has a negative token id") }
+                tokens += n
+                var occurrences = 0
+                for (term, tf) in win.terms {
+                    guard !term.isEmpty, term.utf8.count <= maxTermBytes, !hasControl(term) else {
+                        throw corrupt(at, "document '\(id)' window \(w) has index term \(term.debugDescription.prefix(80)): terms are 1 to \(maxTermBytes) bytes without control characters")
+                    }
+                    guard tf >= 1, tf <= win.text.utf8.count else {
+                        throw corrupt(at, "document '\(id)' window \(w): term '\(term)' has frequency \(tf) in a text of \(win.text.utf8.count) bytes")
+                    }
+                    occurrences += tf
+                }
+                guard occurrences <= win.text.utf8.count else {
+                    throw corrupt(at, "document '\(id)' window \(w) has \(occurrences) term occurrences in a text of \(win.text.utf8.count) bytes")
+                }
+            }
+            guard tokens == d.record.tokens else { throw corrupt(at, "document '\(id)' has \(tokens) tokens in its windows, its record says \(d.record.tokens)") }
+        }
+
         while true {
             let digestBefore = r.digestHex()
             guard let f = try r.next() else { throw SnapshotError.truncated(path: path, offset: r.offset) }
@@ -122,9 +186,7 @@ public enum SnapshotReader {
             case .document:
                 try finishDocument(at: f.offset)
                 guard let d = try? JSONDecoder().decode(DocumentFrame.self, from: Data(f.payload)) else { throw corrupt(f.offset, "a document frame is not valid JSON") }
-                guard d.windows.count == d.record.windows, d.record.windows > 0 else {
-                    throw corrupt(f.offset, "document '\(d.record.id)' has \(d.windows.count) windows, its record says \(d.record.windows)")
-                }
+                try checkDocument(d, at: f.offset)
                 guard m.ratios.contains(d.record.ratio), m.adapters[String(d.record.ratio)] == (d.record.adapter ?? "none") else {
                     throw corrupt(f.offset, "document '\(d.record.id)' is at ratio \(d.record.ratio) with an adapter the manifest does not list")
                 }
@@ -133,17 +195,40 @@ public enum SnapshotReader {
                 docs += 1
                 windows += d.windows.count
             case .kv:
-                guard pending != nil else { throw corrupt(f.offset, "a KV record before any document") }
+                guard let p = pending else { throw corrupt(f.offset, "a KV record before any document") }
                 guard f.payload.count > 6 else { throw corrupt(f.offset, "a KV frame too short to hold a record") }
                 let w = Int(SnapshotFormat.read32(f.payload, 0)), l = Int(SnapshotFormat.read16(f.payload, 4))
+                guard w < p.record.windows else {
+                    throw corrupt(f.offset, "KV record for window \(w) of document '\(p.record.id)', which has \(p.record.windows) windows")
+                }
                 guard w == expected.window, l == expected.layer else {
                     throw corrupt(f.offset, "KV record for window \(w) layer \(l) where window \(expected.window) layer \(expected.layer) was expected")
                 }
                 let bytes = Array(f.payload.dropFirst(6))
-                do { try bytes.withUnsafeBytes { try TensorCodec.verify($0) } } catch {
-                    throw corrupt(f.offset, "tensor record of document '\(pending!.record.id)' window \(w) layer \(l): \(error)")
+                let win = p.windows[w]
+                let what = "tensor record of document '\(p.record.id)' window \(w) layer \(l)"
+                let positions: [Int32]
+                do {
+                    let rows = KVStore.anchorCount(windowLength: win.tokens.count, ratio: p.record.ratio)
+                    let cols = try kvDim ?? bytes.withUnsafeBytes { try TensorCodec.header($0).cols }
+                    positions = try bytes.withUnsafeBytes { try TensorCodec.positions($0, expect: .init(rows: rows, cols: cols)) }
+                    if kvDim == nil {
+                        guard cols > 0 else { throw corrupt(f.offset, "\(what) has no columns") }
+                        kvDim = cols
+                    }
+                } catch let e as SnapshotError { throw e } catch {
+                    throw corrupt(f.offset, "\(what): \(error)")
                 }
-                if l == 0 { pending!.anchors += bytes.withUnsafeBytes { TensorCodec.rows($0) } }
+                if l == 0 {
+                    let local = positions.map { Int($0) - win.start }
+                    guard local.first.map({ $0 >= 1 }) ?? false, local.last! <= win.tokens.count, zip(local, local.dropFirst()).allSatisfy({ $0 < $1 }) else {
+                        throw corrupt(f.offset, "\(what): anchor positions are not ascending inside the window (tokens \(win.start + 1)...\(win.start + win.tokens.count))")
+                    }
+                    positions0 = positions
+                    pending!.anchors += positions.count
+                } else if positions != positions0 {
+                    throw corrupt(f.offset, "\(what): anchor positions differ from layer 0's")
+                }
                 pending!.kv[w].append(bytes)
                 kvRecords += 1
                 expected = l + 1 == m.layers ? (w + 1, 0) : (w, l + 1)
@@ -156,7 +241,7 @@ public enum SnapshotReader {
                     throw corrupt(f.offset, "counts do not match: manifest \(m.documents)/\(m.windows)/\(m.kvRecords), trailer \(t.documents)/\(t.windows)/\(t.kvRecords), file \(docs)/\(windows)/\(kvRecords) documents/windows/records")
                 }
                 guard try r.next() == nil else { throw corrupt(r.offset, "data after the trailer") }
-                return m
+                return (m, kvDim.map { ModelShape(layers: m.layers, kvDim: $0) })
             }
         }
     }
@@ -208,7 +293,10 @@ public enum SnapshotImporter {
         var writes: [EncodedDocument] = []
         var conflicts: [String] = []
         var seen = 0
-        let manifest = try SnapshotReader.read(path: path) { doc in
+        // Every record is checked against the store's model shape; a store that has none yet
+        // (new, or made before shapes were recorded and empty) takes the file's, in the same batch.
+        let storeShape = try store.modelShape()
+        let (manifest, fileShape) = try SnapshotReader.readVerified(path: path, expect: storeShape) { doc in
             seen += 1
             progress(.verified(documents: seen, of: head.documents))
             let id = doc.record.id
@@ -237,7 +325,7 @@ public enum SnapshotImporter {
                 }
             }
             progress(.writing(documents: writes.count))
-            try store.putEncoded(writes, adapters: adapters)
+            try store.putEncoded(writes, adapters: adapters, shape: storeShape == nil ? fileShape : nil)
         }
         report.bytes = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
         report.seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9

@@ -117,6 +117,37 @@ final class KnowledgeBaseTests: XCTestCase {
         }
     }
 
+    func testAStoredRecordOfAnotherShapeIsRefusedBeforeItIsDecoded() throws {
+        let kb = try openKB()
+        let c = kb.model.config
+        // One window of 20 tokens at ratio 5: the uniform rule gives 4 anchors, at 3, 8, 13, 18.
+        func put(positions: [Int32]) throws {
+            let n = positions.count
+            let record = DocumentRecord(id: "forged", title: "forged", source: "test", contentHash: "h\(positions)", ratio: 5, adapter: nil,
+                                        windows: 1, tokens: 20, anchors: n, ingestedAt: KVStore.timestamp())
+            let window = WindowRecord(tokens: [Int32](repeating: 1, count: 20), text: "forged window", start: 0, terms: ["forged": 1, "window": 1])
+            let kv = (0..<c.layerCount).map { _ in
+                TensorRecord(positions: positions, keys: [Float](repeating: 0.01, count: n * c.kvDim), values: [Float](repeating: 0.01, count: n * c.kvDim), cols: c.kvDim)
+            }
+            try kb.store.put(DocumentWrite(record: record, windows: [window], kv: [kv]))
+        }
+        func assertRefused(_ phrase: String, line: UInt = #line) {
+            XCTAssertThrowsError(try kb.query("forged", k: nil, documents: ["forged"], maxTokens: 1), line: line) { e in
+                guard case StoreError.corruptRecord(let d, 0, _, let why) = e, d == "forged" else { return XCTFail("\(e)", line: line) }
+                XCTAssertTrue(why.contains(phrase), why, line: line)
+            }
+        }
+        try put(positions: (0..<9).map { Int32(1 + 2 * $0) })
+        assertRefused("the model and the window need 4x\(c.kvDim)")
+        try put(positions: [3, 8, 13, 40])
+        assertRefused("anchor positions are not ascending inside the window")
+        try put(positions: [3, 8, 8, 18])
+        assertRefused("anchor positions are not ascending inside the window")
+        // The control: the shape and positions the encoder makes answer.
+        try put(positions: [3, 8, 13, 18])
+        XCTAssertNoThrow(try kb.query("forged", k: nil, documents: ["forged"], maxTokens: 1))
+    }
+
     func testRetrievalFindsTheRightDocument() throws {
         let kb = try openKB()
         for name in ["honeybees.md", "danube.md", "eddystone-lighthouse.md", "printing-press.md"] { _ = try kb.ingest(try sample(name)) }

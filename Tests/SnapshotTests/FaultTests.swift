@@ -1,3 +1,4 @@
+import Digest
 import Foundation
 import KnowledgeBase
 import LLM
@@ -194,6 +195,16 @@ final class FaultTests: XCTestCase {
 
 /// Synthetic stores shared by the snapshot test files.
 enum SnapshotTestsSupport {
+    /// sha256 over every key and value of every column family: equal digests = unchanged store.
+    static func contentDigest(_ store: KVStore) throws -> String {
+        var h = SHA256()
+        for f in KVStore.families {
+            h.update(f)
+            try store.db.scan(f, prefix: []) { k, v in h.update(k); h.update(v); return true }
+        }
+        return h.finalize().hexString
+    }
+
     static func syntheticStore(path: String, fingerprint: String = "synthetic-model", docs: Int, windows: Int, rows: Int, layers: Int,
                                seed: UInt64 = 1, idPrefix: String = "doc") throws -> KVStore {
         let store = try KVStore(path: path, modelFingerprint: fingerprint, modelName: "synthetic", create: true)

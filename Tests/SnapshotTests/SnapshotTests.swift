@@ -29,14 +29,7 @@ final class SnapshotTests: XCTestCase {
     }
 
     /// sha256 over every key and value of every column family: equal digests = unchanged store.
-    func contentDigest(_ store: KVStore) throws -> String {
-        var h = SHA256()
-        for f in KVStore.families {
-            h.update(f)
-            try store.db.scan(f, prefix: []) { k, v in h.update(k); h.update(v); return true }
-        }
-        return h.finalize().hexString
-    }
+    func contentDigest(_ store: KVStore) throws -> String { try SnapshotTestsSupport.contentDigest(store) }
 
     func exportAll(_ store: KVStore, _ name: String) throws -> String {
         let file = path(name)
