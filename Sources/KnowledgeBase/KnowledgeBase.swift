@@ -170,8 +170,11 @@ public final class KnowledgeBase: @unchecked Sendable {
     }
 
     /// Windows to answer from: the top-k BM25 windows (within `documents` when given), or every
-    /// window of the named documents when `k` is nil. Returned in document order.
+    /// window of the named documents when `k` is nil. Returned in document order. A document
+    /// named more than once counts once (so a repeated id cannot multiply the context).
     public func retrieve(_ question: String, k: Int?, documents: [String]?) throws -> [(DocumentRecord, Int, Double?)] {
+        var seen = Set<String>()
+        let documents = documents.map { $0.filter { seen.insert($0).inserted } }
         var picked: [(DocumentRecord, Int, Double?)] = []
         if let ids = documents, k == nil {
             for id in ids {

@@ -54,13 +54,15 @@ public struct ExportReport: Sendable {
 /// document's windows and one KV record at a time. The file appears under its name only when
 /// complete (written to NAME.partial, synced, renamed).
 public enum SnapshotExporter {
+    /// Repeated ids in `ids` are exported once (documents go out in store order either way).
     public static func export(store: KVStore, documents ids: [String]? = nil, to path: String,
                               progress: (_ done: Int, _ total: Int, _ bytes: Int) -> Void = { _, _, _ in }) throws -> ExportReport {
         let t0 = DispatchTime.now().uptimeNanoseconds
         let snap = store.db.snapshot()
         var docs: [DocumentRecord]
         if let ids {
-            docs = try ids.map { id in
+            var seen = Set<String>()
+            docs = try ids.filter { seen.insert($0).inserted }.map { id in
                 guard let d = try store.document(id, snapshot: snap) else {
                     throw SnapshotError.invalid("no document '\(id)' in the store (anchorkv docs list shows the ids); nothing was exported")
                 }

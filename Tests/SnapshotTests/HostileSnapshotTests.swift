@@ -352,3 +352,25 @@ final class HostileSnapshotTests: XCTestCase {
         XCTAssertEqual(try dst.modelShape(), ModelShape(layers: 4, kvDim: 192))
     }
 }
+
+/// Export: repeated ids.
+final class ExportFileTests: XCTestCase {
+    var dir: URL!
+    override func setUpWithError() throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("akv-export-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    }
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
+    func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
+
+    func testRepeatedIdsAreExportedOnceAndTheFileImports() throws {
+        let src = try SnapshotTestsSupport.syntheticStore(path: path("src"), docs: 3, windows: 1, rows: 34, layers: 2)
+        let once = try SnapshotExporter.export(store: src, documents: ["doc-2", "doc-0"], to: path("once.akvs"))
+        let many = try SnapshotExporter.export(store: src, documents: ["doc-2", "doc-0", "doc-2", "doc-2", "doc-0"], to: path("many.akvs"))
+        XCTAssertEqual(many.manifest.documents, 2)
+        XCTAssertEqual(many.bytes, once.bytes)
+        let dst = try KVStore(path: path("dst"), modelFingerprint: "synthetic-model", modelName: "synthetic", create: true)
+        let r = try SnapshotImporter.importSnapshot(from: path("many.akvs"), into: dst)
+        XCTAssertEqual(Set(r.added), ["doc-0", "doc-2"])
+    }
+}
