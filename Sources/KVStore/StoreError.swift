@@ -8,6 +8,7 @@ public enum StoreError: Error, CustomStringConvertible, Equatable {
     case corruptRecord(document: String, window: Int, layer: Int?, reason: String)
     case corrupt(String)
     case invalidInput(String)
+    case fileSystem(path: String, reason: String)
 
     public var description: String {
         switch self {
@@ -27,6 +28,8 @@ public enum StoreError: Error, CustomStringConvertible, Equatable {
             return "corrupt store data: \(why)"
         case .invalidInput(let why):
             return "invalid input: \(why)"
+        case .fileSystem(let p, let why):
+            return "\(p): \(why)"
         }
     }
 }

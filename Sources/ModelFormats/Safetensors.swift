@@ -251,5 +251,12 @@ public enum AtomicFile {
             try? FileManager.default.removeItem(atPath: tmp)
             throw ModelFormatError.writeFailed(path: path, reason: why)
         }
+        // The rename is durable only once the folder is synced.
+        var dir = (path as NSString).deletingLastPathComponent
+        if dir.isEmpty { dir = "." }
+        let fd = open(dir, O_RDONLY | O_DIRECTORY)
+        guard fd >= 0 else { throw ModelFormatError.writeFailed(path: path, reason: "cannot open its folder to sync it: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        guard fsync(fd) == 0 else { throw ModelFormatError.writeFailed(path: path, reason: "fsync of its folder failed: \(String(cString: strerror(errno)))") }
     }
 }

@@ -52,7 +52,8 @@ public struct ExportReport: Sendable {
 /// Writes a snapshot of a store (or of some of its documents) from one consistent RocksDB
 /// snapshot, so the store keeps serving reads and writes meanwhile. Streamed: memory holds one
 /// document's windows and one KV record at a time. The file appears under its name only when
-/// complete (written to NAME.partial, synced, renamed).
+/// complete (written to NAME.partial, synced, renamed over NAME, the folder synced): an
+/// existing NAME stays whole until the new file replaces it.
 public enum SnapshotExporter {
     /// Repeated ids in `ids` are exported once (documents go out in store order either way).
     public static func export(store: KVStore, documents ids: [String]? = nil, to path: String,
@@ -124,8 +125,7 @@ public enum SnapshotExporter {
         try w.flush()
         try handle.synchronize()
         try handle.close()
-        if fm.fileExists(atPath: path) { try fm.removeItem(atPath: path) }
-        try fm.moveItem(atPath: partial, toPath: path)
+        try DurableFile.replace(path, with: partial)
         done = true
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
         return ExportReport(manifest: manifest, path: path, bytes: w.bytesWritten, seconds: seconds)

@@ -353,7 +353,7 @@ final class HostileSnapshotTests: XCTestCase {
     }
 }
 
-/// Export: repeated ids.
+/// Export: repeated ids, and replacing an existing file.
 final class ExportFileTests: XCTestCase {
     var dir: URL!
     override func setUpWithError() throws {
@@ -372,5 +372,32 @@ final class ExportFileTests: XCTestCase {
         let dst = try KVStore(path: path("dst"), modelFingerprint: "synthetic-model", modelName: "synthetic", create: true)
         let r = try SnapshotImporter.importSnapshot(from: path("many.akvs"), into: dst)
         XCTAssertEqual(Set(r.added), ["doc-0", "doc-2"])
+    }
+
+    func testExportReplacesAnExistingFileInOneStep() throws {
+        let src = try SnapshotTestsSupport.syntheticStore(path: path("src"), docs: 2, windows: 1, rows: 34, layers: 2)
+        let file = path("kb.akvs")
+        try Data("an older backup".utf8).write(to: URL(fileURLWithPath: file))
+        let r = try SnapshotExporter.export(store: src, to: file)
+        XCTAssertEqual(try SnapshotReader.read(path: file).documents, 2)
+        XCTAssertEqual((try FileManager.default.attributesOfItem(atPath: file)[.size] as? Int), r.bytes)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: file + ".partial"))
+        // When the new file cannot take the name, what is there stays: the old export deleted
+        // whatever held the name before renaming (here a folder with a file in it).
+        let folder = path("taken")
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        try Data("keep me".utf8).write(to: URL(fileURLWithPath: folder + "/inside.txt"))
+        XCTAssertThrowsError(try SnapshotExporter.export(store: src, to: folder)) { e in
+            XCTAssertTrue("\(e)".contains("cannot rename"), "\(e)")
+        }
+        XCTAssertEqual(try String(contentsOfFile: folder + "/inside.txt", encoding: .utf8), "keep me")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: folder + ".partial"))
+    }
+
+    func testFolderSync() throws {
+        XCTAssertNoThrow(try DurableFile.syncFolder(of: path("anything")))
+        XCTAssertThrowsError(try DurableFile.syncFolder(of: path("no-such-folder/file"))) { e in
+            guard case StoreError.fileSystem = e else { return XCTFail("\(e)") }
+        }
     }
 }
