@@ -155,7 +155,7 @@ struct Handlers: Sendable {
         }
         var summary: [String: JSONValue] = ["tokens": .int(tokens), "kv_bytes": .int(bytes), "seconds": .double(seconds),
                                             "tokens_per_second": .double(seconds > 0 ? Double(tokens) / seconds : 0)]
-        for s in ["added", "replaced", "unchanged", "failed", "not_attempted"] { summary[s] = .int(counts[s] ?? 0) }
+        for s in ["added", "replaced", "unchanged", "repaired", "failed", "not_attempted"] { summary[s] = .int(counts[s] ?? 0) }
         return ["documents": .array(docs), "summary": .object(summary), "ratio": .int(kb.ratio), "adapter": .string(kb.adapter?.fingerprint ?? "none")]
     }
 

@@ -187,7 +187,7 @@ extension Handlers {
                 }
             }
             return ["snapshot": Self.describe(r.manifest), "added": .array(r.added.map { .string($0) }), "replaced": .array(r.replaced.map { .string($0) }),
-                    "unchanged": .array(r.unchanged.map { .string($0) }), "skipped": .array(r.skipped.map { .string($0) }),
+                    "unchanged": .array(r.unchanged.map { .string($0) }), "repaired": .array(r.repaired.map { .string($0) }), "skipped": .array(r.skipped.map { .string($0) }),
                     "bytes": .int(r.bytes), "seconds": .double(r.seconds), "mb_per_s": .double(r.megabytesPerSecond)]
         }
         if background {

@@ -205,18 +205,24 @@ public final class KVStore: @unchecked Sendable {
     public func registerAdapter(ratio: Int, fingerprint: String?) throws {
         writeLock.lock(); defer { writeLock.unlock() }
         let fp = fingerprint ?? "none"
-        if let existing = manifest.adapters[String(ratio)] {
-            guard existing == fp else {
-                throw StoreError.invalidInput("the store holds ratio \(ratio) KV made with adapter \(existing); this run uses \(fp). Use that adapter, or another store")
-            }
-            return
-        }
+        try checkAdapter(ratio: ratio, fingerprint: fingerprint)
+        if manifest.adapters[String(ratio)] != nil { return }
         var m = manifest
         m.adapters[String(ratio)] = fp
         let b = db.makeBatch()
         b.put("meta", Array("manifest".utf8), try Self.json(m))
         try db.write(b)
         setManifest(m)
+    }
+
+    /// Refuses, without writing anything, an adapter other than the one the store holds `ratio`
+    /// with. Writers check this before the slow encode; the registration itself goes into the
+    /// batch of the first document that needs it (`put(_:adapters:)`, `replaceKV`).
+    public func checkAdapter(ratio: Int, fingerprint: String?) throws {
+        let fp = fingerprint ?? "none"
+        if let existing = manifest.adapters[String(ratio)], existing != fp {
+            throw StoreError.invalidInput("the store holds ratio \(ratio) KV made with adapter \(existing); this run uses \(fp). Use that adapter, or another store")
+        }
     }
 
     // MARK: reads
@@ -285,15 +291,74 @@ public final class KVStore: @unchecked Sendable {
     /// before they were recorded, those of its first document; nil for such a store when empty.
     public func modelShape(snapshot: RocksDB.Snapshot? = nil) throws -> ModelShape? {
         if let s = manifest.shape { return s }
-        var first: DocumentRecord?
+        // The first document whose first record checks out (a damaged one must not stop the
+        // import or re-ingest that would repair it).
+        var found: ModelShape?
         try db.scan("docs", prefix: [], snapshot: snapshot) { _, v in
-            first = try? JSONDecoder().decode(DocumentRecord.self, from: Data(v))
+            guard let doc = try? JSONDecoder().decode(DocumentRecord.self, from: Data(v)),
+                  let raw = try? rawKV(doc, window: 0, layer: 0, snapshot: snapshot),
+                  let cols = try? raw.withUnsafeBytes({ try TensorCodec.header($0).cols }) else { return true }
+            found = ModelShape(layers: try layerCount(of: doc, snapshot: snapshot), kvDim: cols)
             return false
         }
-        guard let doc = first else { return nil }
-        let raw = try rawKV(doc, window: 0, layer: 0, snapshot: snapshot)
-        let cols = try raw.withUnsafeBytes { try TensorCodec.header($0).cols }
-        return ModelShape(layers: try layerCount(of: doc, snapshot: snapshot), kvDim: cols)
+        return found
+    }
+
+    /// What is wrong with a stored document, or nil when it is whole: every window record there
+    /// and readable, laid out one after another and adding up to the record's tokens; exactly the
+    /// model's layer count of KV records per window at the document's ratio and none at another,
+    /// each passing TensorCodec's checks (CRC32C, sizes, the shape its window and the model give)
+    /// with anchor positions ascending inside the window; and every index posting of its terms.
+    /// Ingest and import call it before calling a same-content document "unchanged", so that
+    /// re-ingesting (or importing) a damaged document writes it again. `shape` defaults to the
+    /// manifest's; without one the records' checksums and per-window layer counts are checked.
+    public func damage(of doc: DocumentRecord, shape: ModelShape? = nil, snapshot: RocksDB.Snapshot? = nil) throws -> String? {
+        func reason(_ e: Error) -> String {
+            if case StoreError.corruptRecord(_, _, _, let r) = e { return r }
+            return "\(e)"
+        }
+        let shape = shape ?? manifest.shape
+        guard doc.windows > 0, Self.ratios.contains(doc.ratio) else { return "the record claims \(doc.windows) windows at ratio \(doc.ratio)" }
+        var tokens = 0
+        var layers = shape?.layers
+        for w in 0..<doc.windows {
+            let win: WindowRecord
+            do { win = try window(doc, w, snapshot: snapshot) } catch let e as StoreError { return "window \(w): \(reason(e))" }
+            guard !win.tokens.isEmpty, win.start == tokens else { return "window \(w) holds \(win.tokens.count) tokens from \(win.start), not from \(tokens)" }
+            let length = win.tokens.count
+            tokens += length
+            let present = try db.keys("kv", prefix: Self.windowKey(doc.number, w) + Self.be16(doc.ratio), snapshot: snapshot).count
+            let n = layers ?? present
+            layers = n
+            guard present == n, n > 0 else { return "window \(w) holds \(present) layers of KV, not \(n)" }
+            let expect = shape.map { TensorCodec.Shape(rows: Self.anchorCount(windowLength: length, ratio: doc.ratio), cols: $0.kvDim) }
+            for l in 0..<n {
+                guard let raw = try db.get("kv", Self.kvKey(doc.number, w, ratio: doc.ratio, layer: l), snapshot: snapshot) else {
+                    return "window \(w) layer \(l): KV record is missing"
+                }
+                do {
+                    if l == 0 {
+                        let local = try raw.withUnsafeBytes { try TensorCodec.positions($0, expect: expect) }.map { Int($0) - win.start }
+                        guard local.first.map({ $0 >= 1 }) ?? false, local.last! <= length, zip(local, local.dropFirst()).allSatisfy({ $0 < $1 }) else {
+                            return "window \(w) layer 0: anchor positions are not ascending inside the window's \(length) tokens"
+                        }
+                    } else {
+                        try raw.withUnsafeBytes { try TensorCodec.verify($0, expect: expect) }
+                    }
+                } catch { return "window \(w) layer \(l): \(error)" }
+            }
+            let termCount = win.termCount
+            for (term, tf) in win.terms {
+                let v = try db.get("lex", Self.lexKey(term, doc.number, w), snapshot: snapshot)
+                guard let v, v.count == 8,
+                      v.withUnsafeBytes({ Int($0.loadUnaligned(fromByteOffset: 0, as: UInt32.self)) == tf && Int($0.loadUnaligned(fromByteOffset: 4, as: UInt32.self)) == termCount })
+                else { return "window \(w): the index entry of term '\(term)' is missing or damaged" }
+            }
+        }
+        guard tokens == doc.tokens else { return "its windows hold \(tokens) tokens, the record says \(doc.tokens)" }
+        let all = try db.keys("kv", prefix: Self.be64(doc.number), snapshot: snapshot).count
+        guard all == doc.windows * (layers ?? 0) else { return "\(all) KV records are stored under it, \(doc.windows) windows x \(layers ?? 0) layers expected" }
+        return nil
     }
 
     /// Anchors of a window of `length` tokens at `ratio`: the encoder's uniform rule
@@ -308,10 +373,10 @@ public final class KVStore: @unchecked Sendable {
     public static let ratios = 1...Int(UInt16.max)
 
     /// Postings of one term.
-    public func postings(_ term: String) throws -> [Posting] {
+    public func postings(_ term: String, snapshot: RocksDB.Snapshot? = nil) throws -> [Posting] {
         var out: [Posting] = []
         let prefix = Array(term.utf8) + [0]
-        try db.scan("lex", prefix: prefix) { k, v in
+        try db.scan("lex", prefix: prefix, snapshot: snapshot) { k, v in
             guard k.count == prefix.count + 12, v.count == 8 else { throw StoreError.corrupt("bad index entry for term '\(term)'") }
             out.append(Posting(document: Self.readBE(k, prefix.count, 8), window: Int(Self.readBE(k, prefix.count + 8, 4)),
                                termFrequency: Int(v.loadUnaligned(fromByteOffset: 0, as: UInt32.self)), windowLength: Int(v.loadUnaligned(fromByteOffset: 4, as: UInt32.self))))
@@ -322,27 +387,29 @@ public final class KVStore: @unchecked Sendable {
 
     public struct LexStats: Codable, Sendable { public var windows = 0; public var totalLength = 0 }
 
-    public func lexStats() throws -> LexStats {
-        guard let raw = try db.get("meta", Array("lexstats".utf8)) else { return LexStats() }
+    public func lexStats(snapshot: RocksDB.Snapshot? = nil) throws -> LexStats {
+        guard let raw = try db.get("meta", Array("lexstats".utf8), snapshot: snapshot) else { return LexStats() }
         return (try? JSONDecoder().decode(LexStats.self, from: Data(raw))) ?? LexStats()
     }
 
     /// Document numbers to ids (for citations of postings).
-    public func documentsByNumber() throws -> [UInt64: DocumentRecord] {
-        Dictionary(uniqueKeysWithValues: try documents().map { ($0.number, $0) })
+    public func documentsByNumber(snapshot: RocksDB.Snapshot? = nil) throws -> [UInt64: DocumentRecord] {
+        Dictionary(uniqueKeysWithValues: try documents(snapshot: snapshot).map { ($0.number, $0) })
     }
 
     // MARK: writes
 
     /// Stores a document, replacing any earlier version with the same id, in one atomic batch.
     /// Returns the stored record (with its number and byte count).
+    /// `adapters` (ratio -> fingerprint, "none" for training-free anchors) registers the adapter
+    /// the document was encoded with in the same batch, so a crash never leaves one without the other.
     @discardableResult
-    public func put(_ write: DocumentWrite) throws -> DocumentRecord {
+    public func put(_ write: DocumentWrite, adapters: [String: String] = [:]) throws -> DocumentRecord {
         guard write.windows.count == write.kv.count, write.windows.count == write.record.windows else {
             throw StoreError.invalidInput("document '\(write.record.id)': \(write.windows.count) windows, \(write.kv.count) KV lists, record says \(write.record.windows)")
         }
         let (encoded, _) = encode(write.kv)  // outside the lock: it is the slow part
-        return try putEncoded([EncodedDocument(record: write.record, windows: write.windows, kv: encoded)], adapters: [:])[0]
+        return try putEncoded([EncodedDocument(record: write.record, windows: write.windows, kv: encoded)], adapters: adapters)[0]
     }
 
     /// Stores many documents whose KV is already encoded (snapshot import) in ONE atomic batch:
@@ -429,12 +496,16 @@ public final class KVStore: @unchecked Sendable {
         let prefix = Self.be64(doc.number)
         for k in try db.keys("kv", prefix: prefix) { b.delete("kv", k) }
         var windows: [(Int, WindowRecord)] = []
+        var lost = Set(0..<max(doc.windows, 0))
         try db.scan("windows", prefix: prefix) { k, v in
             let w = Int(Self.readBE(k, 8, 4))
-            guard let rec = try? JSONDecoder().decode(WindowRecord.self, from: Data(v)) else {
-                throw StoreError.corruptRecord(document: doc.id, window: w, layer: nil, reason: "window record is not valid JSON")
+            lost.remove(w)
+            if let rec = try? JSONDecoder().decode(WindowRecord.self, from: Data(v)) {
+                windows.append((w, rec))
+            } else {
+                b.delete("windows", [UInt8](k))  // damaged: its postings are found below
+                lost.insert(w)
             }
-            windows.append((w, rec))
             return true
         }
         for (w, rec) in windows {
@@ -442,6 +513,23 @@ public final class KVStore: @unchecked Sendable {
             for term in rec.terms.keys { b.delete("lex", Self.lexKey(term, doc.number, w)) }
             stats.windows -= 1
             stats.totalLength -= rec.termCount
+        }
+        // A window record that is damaged or missing no longer names its terms: its postings are
+        // found by scanning the index for the document's number (a repair, so rare), and each
+        // posting carries the window length the totals need.
+        guard !lost.isEmpty else { return }
+        var lengths: [Int: Int] = [:]
+        try db.scan("lex", prefix: []) { k, v in
+            guard k.count >= 13, k[k.count - 13] == 0, Self.readBE(k, k.count - 12, 8) == doc.number else { return true }
+            let w = Int(Self.readBE(k, k.count - 4, 4))
+            guard lost.contains(w) else { return true }
+            b.delete("lex", [UInt8](k))
+            if v.count == 8 { lengths[w] = Int(v.loadUnaligned(fromByteOffset: 4, as: UInt32.self)) }
+            return true
+        }
+        for w in lost {
+            stats.windows -= 1
+            stats.totalLength -= lengths[w] ?? 0
         }
     }
 
@@ -457,6 +545,14 @@ public final class KVStore: @unchecked Sendable {
         }
         let before = doc.kvBytes
         let b = db.makeBatch()
+        // The new ratio's adapter is registered in the same batch as the first document using it.
+        var m = manifest
+        let fp = adapter ?? "none"
+        if let existing = m.adapters[String(ratio)], existing != fp {
+            throw StoreError.invalidInput("the store holds ratio \(ratio) KV made with adapter \(existing); this run uses \(fp). Use that adapter, or another store")
+        }
+        m.adapters[String(ratio)] = fp
+        if m != manifest { b.put("meta", Array("manifest".utf8), try Self.json(m)) }
         for k in try db.keys("kv", prefix: Self.be64(doc.number)) { b.delete("kv", k) }
         for (w, recs) in encoded.enumerated() {
             for (l, rec) in recs.enumerated() { b.put("kv", Self.kvKey(doc.number, w, ratio: ratio, layer: l), rec) }
@@ -467,6 +563,7 @@ public final class KVStore: @unchecked Sendable {
         doc.anchors = anchors
         b.put("docs", Array(doc.id.utf8), try Self.json(doc))
         try db.write(b)
+        setManifest(m)
         return (before, after)
     }
 

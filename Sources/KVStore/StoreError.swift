@@ -23,7 +23,7 @@ public enum StoreError: Error, CustomStringConvertible, Equatable {
         case .shapeMismatch(let p, let s, let m):
             return "the store at \(p) holds KV of \(s), but the model or data has \(m); use the model the store was built with, or another --store"
         case .corruptRecord(let d, let w, let l, let r):
-            return "corrupt record for document '\(d)' window \(w)\(l.map { " layer \($0)" } ?? ""): \(r); re-ingest the document (anchorkv ingest) or restore it from a snapshot"
+            return "corrupt record for document '\(d)' window \(w)\(l.map { " layer \($0)" } ?? ""): \(r); repair it by ingesting its source again (anchorkv ingest FILE: a damaged document is re-encoded even when its text is unchanged) or importing a snapshot that holds it (anchorkv import FILE), or delete it (anchorkv docs delete '\(d)')"
         case .corrupt(let why):
             return "corrupt store data: \(why)"
         case .invalidInput(let why):

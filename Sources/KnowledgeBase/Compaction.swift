@@ -58,14 +58,21 @@ extension KnowledgeBase {
         let todo = candidates.filter { !($0.ratio == ratio && $0.adapter == fp) }
         report.alreadyDone = candidates.filter { $0.ratio == ratio && $0.adapter == fp }.map(\.id)
         if !todo.isEmpty {
-            try store.registerAdapter(ratio: ratio, fingerprint: fp)
+            try store.checkAdapter(ratio: ratio, fingerprint: fp)  // registered in the first swap's batch
             try addDecoder(for: adapter)
         }
         for (i, doc) in todo.enumerated() {
             progress(i, todo.count, doc.id)
             do {
+                // The record and its windows are read in one RocksDB snapshot, so a re-ingest
+                // landing meanwhile cannot give windows of another version; replaceKV then
+                // refuses the swap if the record changed since.
+                let snap = store.db.snapshot()
+                guard try store.document(doc.id, snapshot: snap) == doc else {
+                    throw StoreError.invalidInput("document '\(doc.id)' changed while compaction was running; run it again")
+                }
                 var tokens: [Int32] = []
-                for w in 0..<doc.windows { tokens += try store.window(doc, w).tokens }
+                for w in 0..<doc.windows { tokens += try store.window(doc, w, snapshot: snap).tokens }
                 guard tokens.count == doc.tokens else {
                     throw StoreError.corruptRecord(document: doc.id, window: 0, layer: nil, reason: "windows hold \(tokens.count) tokens, the record says \(doc.tokens)")
                 }

@@ -5,7 +5,8 @@ import LLM
 import SAC
 
 public enum IngestStatus: String, Sendable {
-    case added, replaced, unchanged
+    /// `repaired`: the text was unchanged but the stored copy was damaged, so it was encoded again.
+    case added, replaced, unchanged, repaired
 }
 
 public struct IngestOutcome: Sendable {
@@ -13,6 +14,8 @@ public struct IngestOutcome: Sendable {
     public var status: IngestStatus
     public var record: DocumentRecord
     public var seconds: Double
+    /// For `repaired`: what was wrong with the stored copy.
+    public var damage: String? = nil
 }
 
 public struct Citation: Sendable {
@@ -76,17 +79,21 @@ public final class KnowledgeBase: @unchecked Sendable {
 
     // MARK: ingest
 
-    /// Compresses and stores one document; unchanged text at the same ratio is a no-op, changed
-    /// text replaces the old version atomically.
+    /// Compresses and stores one document; unchanged text at the same ratio is a no-op when the
+    /// stored copy is whole (`KVStore.damage`: every record's checksum and shape, the windows and
+    /// the postings) and is encoded again when it is damaged (`repaired`); changed text replaces
+    /// the old version atomically. The ratio's adapter is registered in the document's batch.
     public func ingest(_ doc: SourceDocument) throws -> IngestOutcome {
         let t0 = DispatchTime.now().uptimeNanoseconds
         guard !doc.id.isEmpty, doc.id.utf8.count <= 512 else { throw StoreError.invalidInput("document ids must be 1 to 512 bytes") }
         let hash = SHA256.hex(Data(doc.text.utf8))
         let old = try store.document(doc.id)
+        var damage: String?
         if let old, old.contentHash == hash, old.ratio == ratio, old.adapter == adapter?.fingerprint {
-            return IngestOutcome(id: doc.id, status: .unchanged, record: old, seconds: 0)
+            damage = try store.damage(of: old)
+            if damage == nil { return IngestOutcome(id: doc.id, status: .unchanged, record: old, seconds: 0) }
         }
-        try store.registerAdapter(ratio: ratio, fingerprint: adapter?.fingerprint)
+        try store.checkAdapter(ratio: ratio, fingerprint: adapter?.fingerprint)
         let tokens = encoder.contextTokens(doc.text)
         let ctx = try encoder.compress(tokens: tokens)
         let windows = contextWindows(count: tokens.count, size: encoder.layout.window)
@@ -100,9 +107,10 @@ public final class KnowledgeBase: @unchecked Sendable {
         let record = DocumentRecord(id: doc.id, title: doc.title, source: doc.origin, contentHash: hash, ratio: ratio,
                                     adapter: adapter?.fingerprint, windows: windows.count, tokens: tokens.count,
                                     anchors: ctx.anchorCount, ingestedAt: KVStore.timestamp())
-        let stored = try store.put(DocumentWrite(record: record, windows: windowRecords, kv: kv))
-        return IngestOutcome(id: doc.id, status: old == nil ? .added : .replaced, record: stored,
-                             seconds: Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+        let stored = try store.put(DocumentWrite(record: record, windows: windowRecords, kv: kv),
+                                   adapters: [String(ratio): adapter?.fingerprint ?? "none"])
+        return IngestOutcome(id: doc.id, status: old == nil ? .added : damage != nil ? .repaired : .replaced, record: stored,
+                             seconds: Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9, damage: damage)
     }
 
     /// The context's anchors cut back into per-window, per-layer store records.
@@ -172,20 +180,21 @@ public final class KnowledgeBase: @unchecked Sendable {
     /// Windows to answer from: the top-k BM25 windows (within `documents` when given), or every
     /// window of the named documents when `k` is nil. Returned in document order. A document
     /// named more than once counts once (so a repeated id cannot multiply the context).
-    public func retrieve(_ question: String, k: Int?, documents: [String]?) throws -> [(DocumentRecord, Int, Double?)] {
+    /// With `snapshot`, every record read comes from that one view.
+    public func retrieve(_ question: String, k: Int?, documents: [String]?, snapshot: RocksDB.Snapshot? = nil) throws -> [(DocumentRecord, Int, Double?)] {
         var seen = Set<String>()
         let documents = documents.map { $0.filter { seen.insert($0).inserted } }
         var picked: [(DocumentRecord, Int, Double?)] = []
         if let ids = documents, k == nil {
             for id in ids {
-                guard let d = try store.document(id) else { throw StoreError.invalidInput("no document '\(id)' in the store (anchorkv docs list shows the ids)") }
+                guard let d = try store.document(id, snapshot: snapshot) else { throw StoreError.invalidInput("no document '\(id)' in the store (anchorkv docs list shows the ids)") }
                 picked += (0..<d.windows).map { (d, $0, nil) }
             }
         } else {
-            picked = try retriever.topWindows(question, k: k ?? 4, store: store, restrictTo: documents.map(Set.init))
+            picked = try retriever.topWindows(question, k: k ?? 4, store: store, restrictTo: documents.map(Set.init), snapshot: snapshot)
                 .map { ($0.document, $0.window, $0.score) }
             if picked.isEmpty, let ids = documents {  // no term matched inside the named documents
-                return try retrieve(question, k: nil, documents: ids)
+                return try retrieve(question, k: nil, documents: ids, snapshot: snapshot)
             }
         }
         picked.sort { ($0.0.number, $0.1) < ($1.0.number, $1.1) }
@@ -196,23 +205,18 @@ public final class KnowledgeBase: @unchecked Sendable {
                       onToken: (Int32) -> Bool = { _ in true }) throws -> QueryResult {
         let t0 = DispatchTime.now().uptimeNanoseconds
         func since(_ t: UInt64) -> Double { Double(DispatchTime.now().uptimeNanoseconds - t) / 1e9 }
-        var picked = try retrieve(question, k: k, documents: documents)
+        // One consistent view for everything the query reads (index totals, postings, document
+        // records, windows, KV): a compaction, re-ingest or delete that lands meanwhile is either
+        // wholly seen or not at all.
+        let snap = store.db.snapshot()
+        var picked = try retrieve(question, k: k, documents: documents, snapshot: snap)
         guard !picked.isEmpty else {
-            throw StoreError.invalidInput(try store.lexStats().windows == 0
+            throw StoreError.invalidInput(try store.lexStats(snapshot: snap).windows == 0
                 ? "the store is empty; ingest documents first (anchorkv ingest PATH)"
                 : "no stored window shares a word with the question; rephrase it or name documents with --doc")
         }
         let retrieveSeconds = since(t0)
         let t1 = DispatchTime.now().uptimeNanoseconds
-        // One consistent view for records and KV: a compaction or re-ingest that lands meanwhile
-        // is either wholly seen or not at all.
-        let snap = store.db.snapshot()
-        var current: [String: DocumentRecord] = [:]
-        for id in Set(picked.map(\.0.id)) {
-            guard let d = try store.document(id, snapshot: snap) else { throw StoreError.invalidInput("document '\(id)' was deleted while answering; ask again") }
-            current[id] = d
-        }
-        picked = picked.compactMap { p in current[p.0.id].flatMap { p.1 < $0.windows ? ($0, p.1, p.2) : nil } }
         // KV of different ratios/adapters cannot share one decoder: answer from the family of
         // the best-scoring window (mixed families exist only while a compaction is under way).
         if let best = picked.max(by: { ($0.2 ?? 0) < ($1.2 ?? 0) }) {

@@ -39,14 +39,16 @@ public struct BM25Retriever: Sendable {
     public var b = 0.75
     public init() {}
 
-    public func topWindows(_ question: String, k: Int, store: KVStore, restrictTo docs: Set<String>? = nil) throws -> [ScoredWindow] {
-        let stats = try store.lexStats()
+    /// With `snapshot`, the totals, postings and document records all come from that one view.
+    public func topWindows(_ question: String, k: Int, store: KVStore, restrictTo docs: Set<String>? = nil,
+                           snapshot: RocksDB.Snapshot? = nil) throws -> [ScoredWindow] {
+        let stats = try store.lexStats(snapshot: snapshot)
         guard stats.windows > 0 else { return [] }
-        let byNumber = try store.documentsByNumber()
+        let byNumber = try store.documentsByNumber(snapshot: snapshot)
         let avg = Double(stats.totalLength) / Double(stats.windows)
         var scores: [String: (UInt64, Int, Double)] = [:]
         for term in LexicalAnalyzer.terms(question).keys {
-            let postings = try store.postings(term)
+            let postings = try store.postings(term, snapshot: snapshot)
             guard !postings.isEmpty else { continue }
             let n = Double(postings.count)
             let idf = log(1 + (Double(stats.windows) - n + 0.5) / (n + 0.5))

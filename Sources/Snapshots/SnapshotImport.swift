@@ -263,6 +263,9 @@ public struct ImportReport: Sendable {
     public var added: [String] = []
     public var replaced: [String] = []
     public var unchanged: [String] = []
+    /// Same content as the store's, whose stored copy was damaged (`KVStore.damage`): the
+    /// snapshot's copy replaced it, whatever `onConflict` says (it is no conflict).
+    public var repaired: [String] = []
     public var skipped: [String] = []
     public var bytes = 0
     public var seconds = 0.0
@@ -302,7 +305,12 @@ public enum SnapshotImporter {
             let id = doc.record.id
             if let old = try store.document(id) {
                 if old.contentHash == doc.record.contentHash && old.ratio == doc.record.ratio && old.adapter == doc.record.adapter {
-                    report.unchanged.append(id)
+                    if try store.damage(of: old, shape: storeShape) == nil {
+                        report.unchanged.append(id)
+                        return
+                    }
+                    report.repaired.append(id)
+                    writes.append(doc)
                     return
                 }
                 switch onConflict {

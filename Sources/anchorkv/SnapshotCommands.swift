@@ -88,11 +88,11 @@ struct ImportCommand: ParsableCommand {
         } catch { throw CLIError("\(error)") }
         let obj: [String: Any] = [
             "store": path, "file": file, "added": report.added, "replaced": report.replaced, "unchanged": report.unchanged,
-            "skipped": report.skipped, "bytes": report.bytes, "seconds": report.seconds, "mb_per_s": report.megabytesPerSecond,
+            "repaired": report.repaired, "skipped": report.skipped, "bytes": report.bytes, "seconds": report.seconds, "mb_per_s": report.megabytesPerSecond,
         ]
         if json { print(jsonString(obj)); return }
-        print(String(format: "imported %@ into %@: %d added, %d replaced, %d unchanged, %d skipped (conflicts kept) in %.2f s (%.1f MB/s)",
-                     file, path, report.added.count, report.replaced.count, report.unchanged.count, report.skipped.count,
+        print(String(format: "imported %@ into %@: %d added, %d replaced, %d unchanged, %d repaired, %d skipped (conflicts kept) in %.2f s (%.1f MB/s)",
+                     file, path, report.added.count, report.replaced.count, report.unchanged.count, report.repaired.count, report.skipped.count,
                      report.seconds, report.megabytesPerSecond))
     }
 }

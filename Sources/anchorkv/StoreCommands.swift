@@ -68,7 +68,7 @@ struct IngestCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ingest",
         abstract: "Compress documents into the store (text/markdown files, folders, JSONL with id/text/title).",
-        discussion: "Each document is one atomic write. Unchanged documents are skipped; changed ones replace the old version. Empty, binary or non-UTF-8 inputs are reported and skipped. One line per document on stdout; progress and the summary on stderr.")
+        discussion: "Each document is one atomic write. Unchanged documents are skipped once their stored copy checks whole (every record's checksum and shape); a damaged one is encoded again (repaired). Changed ones replace the old version. Empty, binary or non-UTF-8 inputs are reported and skipped. One line per document on stdout; progress and the summary on stderr.")
 
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var storeOptions: StoreOptions
@@ -95,6 +95,7 @@ struct IngestCommand: ParsableCommand {
                 let out = try kb.ingest(doc)
                 counts[out.status, default: 0] += 1
                 if out.status != .unchanged { windows += out.record.windows; tokens += out.record.tokens; bytes += out.record.kvBytes }
+                if let damage = out.damage { StandardError.write("repaired \(doc.id): the stored copy was damaged (\(damage)); encoded again\n") }
                 if !json {
                     // Written unbuffered: a printed line means the document is durably stored.
                     FileHandle.standardOutput.write(Data("\(out.status.rawValue)\t\(doc.id)\t\(out.record.windows) windows\t\(out.record.tokens) tokens\t\(out.record.kvBytes) bytes\n".utf8))
@@ -109,14 +110,14 @@ struct IngestCommand: ParsableCommand {
         let seconds = Clock.now() - t0
         let summary: [String: Any] = [
             "documents": docs.count, "added": counts[.added] ?? 0, "replaced": counts[.replaced] ?? 0, "unchanged": counts[.unchanged] ?? 0,
-            "skipped": skipped.map { ["origin": $0.origin, "reason": $0.reason] }, "failed": failed,
+            "repaired": counts[.repaired] ?? 0, "skipped": skipped.map { ["origin": $0.origin, "reason": $0.reason] }, "failed": failed,
             "windows": windows, "tokens": tokens, "bytes": bytes, "bytes_per_token": tokens > 0 ? Double(bytes) / Double(tokens) : 0,
             "seconds": seconds, "tokens_per_second": seconds > 0 ? Double(tokens) / seconds : 0, "ratio": kb.ratio,
             "adapter": kb.adapter?.fingerprint ?? "none", "store": kb.store.path,
         ]
         if json { print(jsonString(summary)) }
-        StandardError.write(String(format: "ingested %d documents (%d added, %d replaced, %d unchanged, %d skipped, %d failed): %d windows, %d tokens, %d bytes stored (%.1f bytes/token) in %.1f s (%.0f tokens/s) at ratio %d\n",
-                                   docs.count, counts[.added] ?? 0, counts[.replaced] ?? 0, counts[.unchanged] ?? 0, skipped.count, failed.count,
+        StandardError.write(String(format: "ingested %d documents (%d added, %d replaced, %d unchanged, %d repaired, %d skipped, %d failed): %d windows, %d tokens, %d bytes stored (%.1f bytes/token) in %.1f s (%.0f tokens/s) at ratio %d\n",
+                                   docs.count, counts[.added] ?? 0, counts[.replaced] ?? 0, counts[.unchanged] ?? 0, counts[.repaired] ?? 0, skipped.count, failed.count,
                                    windows, tokens, bytes, tokens > 0 ? Double(bytes) / Double(tokens) : 0, seconds,
                                    seconds > 0 ? Double(tokens) / seconds : 0, kb.ratio))
         if !failed.isEmpty { throw ExitCode(1) }

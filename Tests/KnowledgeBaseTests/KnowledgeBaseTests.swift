@@ -117,6 +117,103 @@ final class KnowledgeBaseTests: XCTestCase {
         }
     }
 
+    /// Overwrites one stored value directly in RocksDB (what a bad disk sector does).
+    func damage(_ store: KVStore, _ family: String, _ key: [UInt8], _ change: (inout [UInt8]) -> Void) throws {
+        var bytes = try XCTUnwrap(try store.db.get(family, key), "\(family) key is there")
+        change(&bytes)
+        let b = store.db.makeBatch()
+        b.put(family, key, bytes)
+        try store.db.write(b)
+    }
+
+    /// The advice in a damaged document's error works: ingesting the same text again finds the
+    /// damage (the content hash alone said "unchanged"), encodes it again, and the query answers
+    /// exactly as before the damage.
+    func testADamagedDocumentIsRepairedByIngestingItAgain() throws {
+        let kb = try openKB()
+        let doc = try longDocument()
+        let first = try kb.ingest(doc).record
+        let question = "Who built the third Eddystone lighthouse?"
+        let before = try kb.query(question, k: nil, documents: ["long"], maxTokens: 6)
+        let lexKeys = try kb.store.db.keys("lex", prefix: []).count
+        let stats = try kb.store.lexStats()
+        let t0 = Date()
+        XCTAssertEqual(try kb.ingest(doc).status, .unchanged, "a whole document is left alone")
+        print(String(format: "checking the stored copy of a %d-token, %d-window document: %.1f ms", first.tokens, first.windows, Date().timeIntervalSince(t0) * 1000))
+
+        try damage(kb.store, "kv", KVStore.kvKey(first.number, 1, ratio: first.ratio, layer: 7)) { $0[$0.count / 2] ^= 0x20 }
+        XCTAssertThrowsError(try kb.query(question, k: nil, documents: ["long"], maxTokens: 6)) {
+            let message = "\($0)"
+            XCTAssertTrue(message.contains("document 'long' window 1 layer 7") && message.contains("anchorkv ingest"), message)
+        }
+        let repaired = try kb.ingest(doc)
+        XCTAssertEqual(repaired.status, .repaired)
+        XCTAssertTrue(repaired.damage?.contains("window 1 layer 7") ?? false, repaired.damage ?? "no damage reported")
+        let after = try kb.query(question, k: nil, documents: ["long"], maxTokens: 6)
+        XCTAssertEqual(after.answerTokens, before.answerTokens, "the re-encoded document answers as before")
+        XCTAssertEqual(after.anchors, before.anchors)
+        XCTAssertEqual(try kb.ingest(doc).status, .unchanged, "once repaired it is whole")
+        XCTAssertEqual(try keyCount(kb.store, number: first.number), 0, "the damaged version's keys are gone")
+        XCTAssertEqual(try kb.store.db.keys("lex", prefix: []).count, lexKeys)
+        XCTAssertEqual(try kb.store.lexStats().windows, stats.windows)
+        XCTAssertEqual(try kb.store.lexStats().totalLength, stats.totalLength)
+    }
+
+    /// A window record that no longer parses, and a lost index posting: both are found, and the
+    /// repair deletes every key of the damaged version (the index entries of the unreadable
+    /// window are found by the document's number) and keeps the index totals right.
+    func testDamagedWindowsAndPostingsAreRepairedWithoutOrphans() throws {
+        let kb = try openKB()
+        let doc = try longDocument()
+        let first = try kb.ingest(doc).record
+        let lexKeys = try kb.store.db.keys("lex", prefix: []).count
+        let stats = try kb.store.lexStats()
+        let window0 = try kb.store.window(first, 0)
+
+        try damage(kb.store, "windows", KVStore.windowKey(first.number, 1)) { $0 = Array("{\"tokens\": [1, 2".utf8) }
+        XCTAssertThrowsError(try kb.query("lighthouse", k: nil, documents: ["long"], maxTokens: 2)) {
+            XCTAssertTrue("\($0)".contains("window 1") && "\($0)".contains("anchorkv ingest"), "\($0)")
+        }
+        let repaired = try kb.ingest(doc)
+        XCTAssertEqual(repaired.status, .repaired)
+        XCTAssertTrue(repaired.damage?.contains("window 1: window record is not valid JSON") ?? false, repaired.damage ?? "")
+        XCTAssertEqual(try keyCount(kb.store, number: first.number), 0)
+        XCTAssertEqual(try kb.store.db.keys("lex", prefix: []).count, lexKeys, "no posting of the damaged version is left")
+        XCTAssertEqual(try kb.store.lexStats().windows, stats.windows)
+        XCTAssertEqual(try kb.store.lexStats().totalLength, stats.totalLength)
+        XCTAssertNoThrow(try kb.query("lighthouse", k: nil, documents: ["long"], maxTokens: 2))
+
+        // A posting lost (deleted) from the index.
+        let second = try XCTUnwrap(try kb.store.document("long"))
+        let term = try XCTUnwrap(window0.terms.keys.sorted().first)
+        let b = kb.store.db.makeBatch()
+        b.delete("lex", KVStore.lexKey(term, second.number, 0))
+        try kb.store.db.write(b)
+        let again = try kb.ingest(doc)
+        XCTAssertEqual(again.status, .repaired)
+        XCTAssertTrue(again.damage?.contains("index entry of term '\(term)'") ?? false, again.damage ?? "")
+        XCTAssertEqual(try kb.store.db.keys("lex", prefix: []).count, lexKeys)
+        XCTAssertTrue(try kb.store.postings(term).contains { $0.document == again.record.number && $0.window == 0 })
+        XCTAssertEqual(try kb.ingest(doc).status, .unchanged)
+    }
+
+    /// The adapter a document needs is registered in the document's own batch: a refused
+    /// adapter writes nothing, and the first document at a ratio brings its registration.
+    func testAdapterRegistrationTravelsWithTheDocument() throws {
+        let kb = try openKB()
+        func recorded() throws -> [String: String] {
+            try JSONDecoder().decode(StoreManifest.self, from: Data(XCTUnwrap(try kb.store.db.get("meta", Array("manifest".utf8))))).adapters
+        }
+        XCTAssertNil(try recorded()["5"], "opening the knowledge base registers nothing")
+        let honeybees = try kb.ingest(try sample("honeybees.md")).record
+        XCTAssertEqual(try recorded()["5"], "none", "the first document at ratio 5 registered its adapter")
+        XCTAssertEqual(kb.store.manifest.adapters["5"], "none")
+        XCTAssertEqual(try kb.store.document("honeybees.md"), honeybees)
+        XCTAssertThrowsError(try kb.store.checkAdapter(ratio: 5, fingerprint: "another")) {
+            XCTAssertTrue("\($0)".contains("made with adapter none"), "\($0)")
+        }
+    }
+
     func testRepeatedDocumentIdsCountOnce() throws {
         // A 16 KB body naming one id 1024 times took the server from 0.7 to 3.2 GB.
         let kb = try openKB()

@@ -136,6 +136,40 @@ final class SnapshotTests: XCTestCase {
         XCTAssertEqual(try dst.db.keys("kv", prefix: []).count, 3 * 2 * 4, "replaced documents left no old KV behind")
     }
 
+    /// Importing a snapshot that holds a document is a repair that works: the store's copy has
+    /// the same content hash (so it used to be "unchanged" and stayed damaged), but its records
+    /// fail their checks, so the snapshot's copy replaces it, with any --on-conflict.
+    func testImportRepairsADamagedDocumentOfTheSameContent() throws {
+        let src = try syntheticStore("src", docs: 3, seed: 1)
+        let file = try exportAll(src, "s.akvs")
+        // The same documents (same seed: same hashes and tensors), stored before shapes were recorded.
+        let dst = try syntheticStore("dst", docs: 3, seed: 1)
+        XCTAssertNil(dst.manifest.shape)
+        let doc0 = try XCTUnwrap(try dst.document("doc-0"))
+        let key = KVStore.kvKey(doc0.number, 0, ratio: doc0.ratio, layer: 0)
+        var bytes = try XCTUnwrap(try dst.db.get("kv", key))
+        bytes[bytes.count - 9] ^= 0x01
+        let b = dst.db.makeBatch()
+        b.put("kv", key, bytes)
+        try dst.db.write(b)
+        XCTAssertThrowsError(try dst.loadKV(doc0, window: 0, layers: 4)) {
+            XCTAssertTrue("\($0)".contains("anchorkv import"), "the advice names import: \($0)")
+        }
+
+        let report = try SnapshotImporter.importSnapshot(from: file, into: dst)
+        XCTAssertEqual(report.repaired, ["doc-0"])
+        XCTAssertEqual(Set(report.unchanged), ["doc-1", "doc-2"])
+        XCTAssertTrue(report.replaced.isEmpty && report.added.isEmpty)
+        try assertSameDocuments(src, dst)
+        XCTAssertEqual(try dst.db.keys("kv", prefix: []).count, 3 * 2 * 4, "the damaged copy left no KV behind")
+        XCTAssertEqual(try dst.db.keys("windows", prefix: []).count, 3 * 2)
+        XCTAssertEqual(try dst.db.keys("lex", prefix: []).count, try src.db.keys("lex", prefix: []).count)
+        let digest = try contentDigest(dst)
+        let again = try SnapshotImporter.importSnapshot(from: file, into: dst, onConflict: .skip)
+        XCTAssertEqual(Set(again.unchanged), ["doc-0", "doc-1", "doc-2"])
+        XCTAssertEqual(try contentDigest(dst), digest, "a whole store is left alone")
+    }
+
     // MARK: bad files
 
     func testTruncatedFilesAreRejectedAndTheStoreIsUnchanged() throws {
