@@ -15,12 +15,13 @@ final class EndToEndTests: XCTestCase {
     struct ServerDidNotStart: Error { var output: String }
 
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../..").standardized
-    static var binary: URL { root.appendingPathComponent(".build/debug/anchorkv") }
+    /// Missing or stale: a failure under tools/test.sh (ANCHORKV_REQUIRE_MODEL=1), else a skip with the reason.
+    static func binary() throws -> URL { try CLIBinary.url() }
 
     /// Starts the server and waits for its "listening on" line; returns the process and port.
     func startServer(_ arguments: [String], log: URL, environment: [String: String] = [:]) throws -> (Process, Int) {
         let p = Process()
-        p.executableURL = Self.binary
+        p.executableURL = try Self.binary()
         p.arguments = ["serve"] + arguments
         p.currentDirectoryURL = Self.root
         p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
@@ -61,9 +62,7 @@ final class EndToEndTests: XCTestCase {
 
     func testServeBinaryIngestQueryExportImportAndStopCleanly() async throws {
         let model = try DefaultModel.load()
-        guard FileManager.default.isExecutableFile(atPath: Self.binary.path) else {
-            return XCTFail("build the CLI first (swift build); \(Self.binary.path) is missing")
-        }
+        _ = try Self.binary()
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("akv-e2e-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -71,7 +70,7 @@ final class EndToEndTests: XCTestCase {
 
         // A public address without a token is refused before anything is loaded.
         let refused = Process()
-        refused.executableURL = Self.binary
+        refused.executableURL = try Self.binary()
         refused.arguments = ["serve", "--host", "0.0.0.0", "--store", store]
         refused.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("ANCHORKV_API_TOKEN") }
         let refusedErr = Pipe()

@@ -8,13 +8,33 @@ import XCTest
 /// kill -9 of a real `anchorkv ingest` in the middle: on reopen, every acknowledged document
 /// is there and every document there is whole.
 final class CrashTests: XCTestCase {
+    /// The binary the fault tests drive: missing or older than a source file fails under
+    /// tools/test.sh (require) and skips otherwise, with the reason; a fresh one is used.
+    func testAMissingOrStaleBinaryFailsWithAMessageWhenRequired() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("akv-bin-\(UUID().uuidString)")
+        let sources = dir.appendingPathComponent("Sources/X")
+        try FileManager.default.createDirectory(at: sources, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let binary = dir.appendingPathComponent("anchorkv"), source = sources.appendingPathComponent("a.swift")
+        func outcome(require: Bool) -> String {
+            do { return "ok \(try CLIBinary.check(binary: binary, sources: dir.appendingPathComponent("Sources"), require: require).lastPathComponent)" } catch let e as XCTSkip {
+                return "skip \(e.message ?? "")"
+            } catch { return "fail \(error)" }
+        }
+        try Data("x".utf8).write(to: source)
+        XCTAssertTrue(outcome(require: true).hasPrefix("fail \(binary.path) is missing: build the CLI first (swift build --product anchorkv"), outcome(require: true))
+        XCTAssertTrue(outcome(require: false).hasPrefix("skip \(binary.path) is missing"), outcome(require: false))
+        try Data("#!/bin/sh\n".utf8).write(to: binary)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755, .modificationDate: Date(timeIntervalSinceNow: -60)], ofItemAtPath: binary.path)
+        XCTAssertTrue(outcome(require: true).hasPrefix("fail \(binary.path) is older than \(source.path)"), outcome(require: true))
+        try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: -120)], ofItemAtPath: source.path)
+        XCTAssertEqual(outcome(require: true), "ok anchorkv")
+    }
+
     func testKilledIngestLeavesOnlyWholeDocuments() throws {
         let model = try DefaultModel.load()
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../..").standardized
-        let binary = root.appendingPathComponent(".build/debug/anchorkv")
-        guard FileManager.default.isExecutableFile(atPath: binary.path) else {
-            return XCTFail("build the CLI first (swift build); \(binary.path) is missing")
-        }
+        let binary = try CLIBinary.url()
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("akv-crash-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }

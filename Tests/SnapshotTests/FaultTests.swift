@@ -21,11 +21,8 @@ final class FaultTests: XCTestCase {
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
     func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
 
-    func binary() throws -> URL {
-        let b = Self.root.appendingPathComponent(".build/debug/anchorkv")
-        guard FileManager.default.isExecutableFile(atPath: b.path) else { throw XCTSkip("build the CLI first (swift build); \(b.path) is missing") }
-        return b
-    }
+    /// Missing or stale: a failure under tools/test.sh (ANCHORKV_REQUIRE_MODEL=1), else a skip with the reason.
+    func binary() throws -> URL { try CLIBinary.url() }
 
     /// Starts the CLI, kills it with SIGKILL after `delay` seconds, or once a line of its stderr
     /// contains `stderrMarker` (if still running); returns whether it was killed and its stdout.

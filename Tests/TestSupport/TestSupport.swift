@@ -60,3 +60,44 @@ public struct ErrorStats: CustomStringConvertible {
 }
 
 public func strided(_ v: [Float], stride s: Int) -> [Float] { Swift.stride(from: 0, to: v.count, by: s).map { v[$0] } }
+
+/// The debug CLI binary that the fault and end-to-end tests drive (tools/test.sh builds it
+/// before `swift test`). Missing, or older than a file under Sources/ (so it would test other
+/// code than the checkout's), it is an error naming what to run when ANCHORKV_REQUIRE_MODEL=1
+/// (tools/test.sh and CI set it), else the test is skipped with that message.
+public enum CLIBinary {
+    public struct Unusable: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// The repository root (the folder holding Package.swift).
+    public static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../..").standardized
+
+    public static func url() throws -> URL {
+        try check(binary: root.appendingPathComponent(".build/debug/anchorkv"), sources: root.appendingPathComponent("Sources"),
+                  require: ProcessInfo.processInfo.environment["ANCHORKV_REQUIRE_MODEL"] == "1")
+    }
+
+    /// `binary` if it is there and no file under `sources` is newer; else `Unusable` when
+    /// `require`, XCTSkip otherwise, each naming the problem and the build command.
+    public static func check(binary: URL, sources: URL, require: Bool) throws -> URL {
+        let fm = FileManager.default
+        var problem: String?
+        if !fm.isExecutableFile(atPath: binary.path) {
+            problem = "\(binary.path) is missing"
+        } else if let built = (try? fm.attributesOfItem(atPath: binary.path))?[.modificationDate] as? Date {
+            let keys: Set<URLResourceKey> = [.contentModificationDateKey, .isRegularFileKey]
+            for case let file as URL in fm.enumerator(at: sources, includingPropertiesForKeys: Array(keys), options: [.skipsHiddenFiles]) ?? .init() {
+                guard let v = try? file.resourceValues(forKeys: keys), v.isRegularFile == true else { continue }
+                if let changed = v.contentModificationDate, changed > built {
+                    problem = "\(binary.path) is older than \(file.path)"
+                    break
+                }
+            }
+        }
+        guard let problem else { return binary }
+        let message = "\(problem): build the CLI first (swift build --product anchorkv; tools/test.sh does)"
+        if require { throw Unusable(description: message) }
+        throw XCTSkip(message)
+    }
+}
