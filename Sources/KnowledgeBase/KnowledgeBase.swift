@@ -39,6 +39,22 @@ public struct QueryResult: Sendable {
     public var anchors: Int
 }
 
+/// Bounds on one document's ingest (config/anchorkv.json "ingest"), the same for the CLI and the
+/// HTTP ingest lane: memory and encode time grow with a document's tokens.
+public struct IngestLimits: Sendable, Equatable {
+    /// `ingest.max_document_tokens`: encoder tokens (BOS + header + text) one document may have.
+    public var maxDocumentTokens: Int
+    /// `ingest.max_document_seconds`: wall time one document's encode may take; no window is
+    /// started after it (so it is overrun by at most one window's encode), and nothing is stored.
+    public var maxDocumentSeconds: Double
+    public static let defaultMaxDocumentTokens = 65536
+    public static let defaultMaxDocumentSeconds = 600.0
+    public init(maxDocumentTokens: Int = Self.defaultMaxDocumentTokens, maxDocumentSeconds: Double = Self.defaultMaxDocumentSeconds) {
+        self.maxDocumentTokens = maxDocumentTokens
+        self.maxDocumentSeconds = maxDocumentSeconds
+    }
+}
+
 /// Ingest and query over a KVStore: documents are compressed once into SAC anchor KVs; a
 /// question is answered from the stored KVs of the windows BM25 retrieves (or of named
 /// documents), laid out one after another, without re-reading any text.
@@ -55,6 +71,9 @@ public final class KnowledgeBase: @unchecked Sendable {
     private let retriever = BM25Retriever()
     /// Encoder input tokens before the document text: BOS + header (not indexed).
     private let headerTokens: Int
+    /// Per-document bounds of `ingest`; set before ingesting (the CLI and the service set them
+    /// from the config file).
+    public var limits = IngestLimits()
 
     /// A knowledge base over an open store (made for `model`), encoding new documents at
     /// `ratio` with `adapter` (nil: training-free anchors).
@@ -95,7 +114,16 @@ public final class KnowledgeBase: @unchecked Sendable {
         }
         try store.checkAdapter(ratio: ratio, fingerprint: adapter?.fingerprint)
         let tokens = encoder.contextTokens(doc.text)
-        let ctx = try encoder.compress(tokens: tokens)
+        let limits = self.limits
+        guard tokens.count <= limits.maxDocumentTokens else {
+            throw StoreError.invalidInput("document '\(doc.id)' has \(tokens.count) tokens, more than ingest.max_document_tokens (\(limits.maxDocumentTokens)) in config/anchorkv.json allows; split it into smaller documents or raise the setting. Nothing of it was stored")
+        }
+        let ctx: CompressedContext
+        do {
+            ctx = try encoder.compress(tokens: tokens, deadline: .now + .milliseconds(Int64((limits.maxDocumentSeconds * 1000).rounded())))
+        } catch SACError.deadlinePassed(let done, let n) {
+            throw StoreError.invalidInput("encoding document '\(doc.id)' (\(tokens.count) tokens) ran past ingest.max_document_seconds (\(limits.maxDocumentSeconds) s) in config/anchorkv.json after \(done) of \(n) windows; split it into smaller documents or raise the setting. Nothing of it was stored")
+        }
         let windows = contextWindows(count: tokens.count, size: encoder.layout.window)
         var windowRecords: [WindowRecord] = []
         for (w, range) in windows.enumerated() {

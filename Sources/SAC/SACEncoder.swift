@@ -55,7 +55,12 @@ public final class SACEncoder: @unchecked Sendable {
     }
 
     /// Compresses an encoder input (as made by contextTokens). Positions are 1-based and global.
-    public func compress(tokens: [Int32]) throws -> CompressedContext {
+    /// With `deadline`, a window is not started once it has passed (`SACError.deadlinePassed`),
+    /// so a long document is stopped within one window's encode of it.
+    public func compress(tokens: [Int32], deadline: ContinuousClock.Instant? = nil) throws -> CompressedContext {
+        func checkDeadline(_ done: Int, of n: Int) throws {
+            if let deadline, ContinuousClock.now >= deadline { throw SACError.deadlinePassed(windowsDone: done, windows: n) }
+        }
         guard !tokens.isEmpty else { throw SACError.invalidInput("the context has no tokens") }
         let c = model.config
         let windows = contextWindows(count: tokens.count, size: layout.window)
@@ -68,6 +73,7 @@ public final class SACEncoder: @unchecked Sendable {
         switch mode {
         case .adapter(let adapter):
             for (w, range) in windows.enumerated() {
+                try checkDeadline(w, of: windows.count)
                 let anchors = anchorsPerWindow[w].map { $0 - range.lowerBound }
                 guard anchors.count <= adapter.memSize else {
                     throw SACError.invalidInput("window \(w) has \(anchors.count) anchors but the adapter has \(adapter.memSize) role tokens")
@@ -85,6 +91,7 @@ public final class SACEncoder: @unchecked Sendable {
                 }
             }
         case .plain:
+            try checkDeadline(0, of: windows.count)
             guard tokens.count <= c.contextLength else {
                 throw SACError.invalidInput("the context has \(tokens.count) tokens; the no-adapter baseline reads it in one causal pass and the model's context is \(c.contextLength)")
             }

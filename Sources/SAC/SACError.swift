@@ -5,6 +5,8 @@ public enum SACError: Error, CustomStringConvertible, Equatable {
     case adapterMismatch(expected: String, found: String)
     case invalidKVFile(path: String, reason: String)
     case invalidInput(String)
+    /// The encoder's deadline passed before window `windowsDone` (of `windows`) was started.
+    case deadlinePassed(windowsDone: Int, windows: Int)
 
     public var description: String {
         switch self {
@@ -18,6 +20,8 @@ public enum SACError: Error, CustomStringConvertible, Equatable {
             return "invalid KV file \(p): \(r)"
         case .invalidInput(let why):
             return "invalid input: \(why)"
+        case .deadlinePassed(let done, let n):
+            return "the encoding deadline passed after \(done) of \(n) windows"
         }
     }
 }

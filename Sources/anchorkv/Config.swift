@@ -1,5 +1,6 @@
 import Foundation
 import HTTPService
+import KnowledgeBase
 
 /// Settings from config/anchorkv.json (or --config / $ANCHORKV_CONFIG). Flags override the
 /// environment, which overrides this file, which overrides the built-in defaults.
@@ -16,6 +17,8 @@ struct AppConfig {
     var answerMaxTokens = 64
     /// The store folder (relative paths against the repository root).
     var storePath = "data/store"
+    /// Per-document ingest bounds (the "ingest" object), for `ingest` and `serve` alike.
+    var ingestLimits = IngestLimits()
     /// `anchorkv serve` settings (the "serve" object).
     var serve = ServiceConfig()
     /// Where the file was found (for relative paths and for messages), nil when none was.
@@ -69,6 +72,17 @@ struct AppConfig {
                     guard let r = Int(k), r >= 1 else { throw CLIError("config file \(url.path): sac.adapters key '\(k)' is not a ratio") }
                     c.sacAdapters[r] = v.hasPrefix("/") ? v : root.appendingPathComponent(v).path
                 }
+            }
+        }
+        if let ingest = obj["ingest"] {
+            guard let ingest = ingest as? [String: Any] else { throw CLIError("config file \(url.path): ingest must be an object") }
+            if let v = ingest["max_document_tokens"] {
+                guard let n = v as? Int, n >= 1 else { throw CLIError("config file \(url.path): ingest.max_document_tokens must be a positive integer") }
+                c.ingestLimits.maxDocumentTokens = n
+            }
+            if let v = ingest["max_document_seconds"] {
+                guard let n = (v as? NSNumber)?.doubleValue, n > 0, n.isFinite else { throw CLIError("config file \(url.path): ingest.max_document_seconds must be a positive number") }
+                c.ingestLimits.maxDocumentSeconds = n
             }
         }
         if let serve = obj["serve"] {

@@ -31,6 +31,7 @@ func openKnowledgeBase(modelOptions: ModelOptions, storeOptions: StoreOptions, s
             adapter = a
         }
         let kb = try KnowledgeBase(store: store, model: model, adapter: adapter, ratio: ratio)
+        kb.limits = cfg.ingestLimits
         // Other ratios the store holds (e.g. compacted cold documents) stay answerable when
         // their adapter is the config's for that ratio.
         for (r, fp) in store.manifest.adapters where Int(r) != ratio {

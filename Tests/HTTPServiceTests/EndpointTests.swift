@@ -39,6 +39,25 @@ final class EndpointTests: XCTestCase {
         }
     }
 
+    /// The HTTP ingest lane applies the knowledge base's per-document bounds (config "ingest").
+    func testIngestBoundsApplyOverHTTP() async throws {
+        let f = try Fixture()
+        f.kb.limits.maxDocumentTokens = 20
+        try await f.app.test(.router) { client in
+            let r = try await client.post("/v1/documents", Docs.bees)
+            XCTAssertEqual(r.status, .badRequest, String(buffer: r.body))
+            XCTAssertTrue(String(buffer: r.body).contains("more than ingest.max_document_tokens (20)"), String(buffer: r.body))
+            f.kb.limits = IngestLimits(maxDocumentTokens: 65536, maxDocumentSeconds: 0)
+            let slow = try await client.post("/v1/documents", Docs.bees)
+            XCTAssertEqual(slow.status, .badRequest, String(buffer: slow.body))
+            XCTAssertTrue(String(buffer: slow.body).contains("ingest.max_document_seconds"), String(buffer: slow.body))
+            f.kb.limits = IngestLimits()
+            let ok = try await client.post("/v1/documents", Docs.bees)
+            XCTAssertEqual(ok.status, .ok, String(buffer: ok.body))
+        }
+        XCTAssertEqual(try f.kb.store.documents().map(\.id), ["bees"])
+    }
+
     func testIngestListGetDeleteAndUnknownIds() async throws {
         let f = try Fixture()
         try await f.app.test(.router) { client in

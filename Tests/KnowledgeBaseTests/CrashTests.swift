@@ -31,6 +31,43 @@ final class CrashTests: XCTestCase {
         XCTAssertEqual(outcome(require: true), "ok anchorkv")
     }
 
+    /// `anchorkv ingest` reads the per-document bounds from the config file's "ingest" object:
+    /// a document over max_document_tokens fails naming the setting (exit 1, nothing stored);
+    /// an invalid value is a config error.
+    func testTheCLITakesIngestBoundsFromTheConfigFile() throws {
+        _ = try DefaultModel.load()
+        let binary = try CLIBinary.url()
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("akv-bounds-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir.appendingPathComponent("config"), withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let doc = dir.appendingPathComponent("bees.md")
+        try "Honey bees live in colonies with one queen and many workers.".write(to: doc, atomically: true, encoding: .utf8)
+        func run(_ ingest: Any) throws -> (Int32, String) {
+            let cfg: [String: Any] = ["model": LlamaModel.defaultModelPath(), "store": dir.appendingPathComponent("store").path, "ingest": ingest]
+            let file = dir.appendingPathComponent("config/anchorkv.json")
+            try JSONSerialization.data(withJSONObject: cfg).write(to: file)
+            let p = Process()
+            p.executableURL = binary
+            p.arguments = ["ingest", "--config", file.path, "--no-adapter", "--ratio", "5", doc.path]
+            let err = Pipe()
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = err
+            try p.run()
+            let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            p.waitUntilExit()
+            return (p.terminationStatus, text)
+        }
+        let (status, text) = try run(["max_document_tokens": 8])
+        XCTAssertEqual(status, 1, text)
+        XCTAssertTrue(text.contains("more than ingest.max_document_tokens (8)"), text)
+        let (bad, badText) = try run(["max_document_tokens": -3])
+        XCTAssertNotEqual(bad, 0)
+        XCTAssertTrue(badText.contains("ingest.max_document_tokens must be a positive integer"), badText)
+        let (ok, okText) = try run(["max_document_tokens": 4096, "max_document_seconds": 120])
+        XCTAssertEqual(ok, 0, okText)
+        XCTAssertTrue(okText.contains("1 added"), okText)
+    }
+
     func testKilledIngestLeavesOnlyWholeDocuments() throws {
         let model = try DefaultModel.load()
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../..").standardized

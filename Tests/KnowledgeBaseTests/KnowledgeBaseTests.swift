@@ -214,6 +214,42 @@ final class KnowledgeBaseTests: XCTestCase {
         }
     }
 
+    /// A document longer than ingest.max_document_tokens is refused before it is encoded, and one
+    /// whose encode runs past ingest.max_document_seconds is stopped; each error names its
+    /// setting and nothing of the document is stored (a stored earlier version stays).
+    func testIngestBoundsRefuseWithTheSettingsName() throws {
+        let kb = try openKB()
+        XCTAssertEqual(kb.limits, IngestLimits(maxDocumentTokens: 65536, maxDocumentSeconds: 600))
+        let bees = try sample("honeybees.md")
+        let stored = try kb.ingest(bees).record
+        let digest = try storeDigest(kb.store)
+        let long = try longDocument()
+        kb.limits.maxDocumentTokens = 600
+        XCTAssertThrowsError(try kb.ingest(long)) {
+            XCTAssertTrue("\($0)".contains("document 'long' has 777 tokens, more than ingest.max_document_tokens (600)"), "\($0)")
+        }
+        kb.limits = IngestLimits(maxDocumentTokens: 65536, maxDocumentSeconds: 0)
+        XCTAssertThrowsError(try kb.ingest(long)) {
+            XCTAssertTrue("\($0)".contains("ran past ingest.max_document_seconds (0.0 s)") && "\($0)".contains("after 0 of 2 windows"), "\($0)")
+        }
+        var changed = bees
+        changed.text += "\nBees also make wax."
+        XCTAssertThrowsError(try kb.ingest(changed)) { XCTAssertTrue("\($0)".contains("ingest.max_document_seconds"), "\($0)") }
+        XCTAssertEqual(try storeDigest(kb.store), digest, "a refused document changes nothing")
+        XCTAssertEqual(try kb.store.document("honeybees.md"), stored)
+        kb.limits = IngestLimits(maxDocumentTokens: 777, maxDocumentSeconds: 600)
+        XCTAssertEqual(try kb.ingest(long).status, .added, "a document at the bound is taken")
+    }
+
+    /// Every key and value of every column family, one after another: equal = unchanged store.
+    func storeDigest(_ store: KVStore) throws -> [UInt8] {
+        var all: [UInt8] = []
+        for f in KVStore.families {
+            try store.db.scan(f, prefix: []) { k, v in all += Array(f.utf8) + [UInt8](k) + [UInt8](v); return true }
+        }
+        return all
+    }
+
     func testRepeatedDocumentIdsCountOnce() throws {
         // A 16 KB body naming one id 1024 times took the server from 0.7 to 3.2 GB.
         let kb = try openKB()
