@@ -18,7 +18,7 @@ extension LoRAWeights {
         }
         let c = model.config, H = c.hiddenSize
         guard let rank = md["lora_rank"].flatMap(Int.init), rank > 0 else { throw bad("metadata 'lora_rank' is missing or not positive") }
-        guard let scale = md["lora_scale"].flatMap(Float.init) else { throw bad("metadata 'lora_scale' is missing") }
+        guard let scale = md["lora_scale"].flatMap(Float.init), scale.isFinite else { throw bad("metadata 'lora_scale' is missing or not a finite number") }
         let fp = try model.fingerprint()
         guard md["base_model"] == fp else { throw bad("made for base model \(md["base_model"] ?? "?"), the loaded model is \(fp)") }
         guard md["hidden_size"] == String(H), md["num_layers"] == String(c.layerCount) else {

@@ -45,6 +45,7 @@ enum GGUFLoader {
         try config.validate()
 
         let tokenizer = try makeTokenizer(md, tokens: tokens)
+        try checkVocabulary(tokenizer, config)
         let c = config
         func tensor(_ name: String, _ shape: [Int]) throws -> GGUFTensorInfo {
             guard let t = file.tensor(named: name) else { throw LLMError.missingTensor(name) }
@@ -184,6 +185,7 @@ enum HuggingFaceLoader {
         do { tokenizer = try BPETokenizer.fromTokenizerJSON(tokData) } catch {
             throw LLMError.invalidConfig("tokenizer.json: \(error)")
         }
+        try checkVocabulary(tokenizer, config)
         let st = try SafetensorsModel(directory: directory)
         let c = config
         func floats(_ name: String, _ shape: [Int]) throws -> [Float] {
@@ -222,5 +224,13 @@ enum HuggingFaceLoader {
         return LlamaModel(config: config, weights: weights, tokenizer: tokenizer, source: directory,
                           name: "\(dir.lastPathComponent) (safetensors)", chatTemplate: template,
                           embeddingBytes: { try st.rawData("model.embed_tokens.weight") })
+    }
+}
+
+/// A tokenizer with more tokens than the model has embedding rows would hand the forward pass ids
+/// it cannot look up; refused when the model is loaded, naming both sizes.
+func checkVocabulary(_ tokenizer: BPETokenizer, _ config: LlamaConfig) throws {
+    guard tokenizer.vocabularySize <= config.vocabSize else {
+        throw LLMError.invalidConfig("the tokenizer has \(tokenizer.vocabularySize) tokens, more than the model's vocab_size \(config.vocabSize) (embedding rows); use the tokenizer that belongs to the model")
     }
 }

@@ -68,22 +68,33 @@ public final class SafetensorsFile: @unchecked Sendable {
             guard let shapeAny = entry["shape"] as? [Any], let offs = entry["data_offsets"] as? [Any], offs.count == 2 else {
                 throw bad("tensor '\(name)' lacks shape or data_offsets")
             }
+            // Sizes and offsets are whole numbers in range (a fraction or a number past 2^53 is a
+            // lie, not something to round), and every product is overflow-checked: a shape whose
+            // byte count wraps to the stored size must not pass as a small tensor.
+            func whole(_ v: Any) -> Int? {
+                guard let n = v as? NSNumber else { return nil }
+                let d = n.doubleValue
+                guard d.isFinite, d == d.rounded(), d >= 0, d <= 9_007_199_254_740_992 else { return nil }
+                return Int(d)
+            }
             let shape = try shapeAny.map { v -> Int in
-                guard let n = (v as? NSNumber)?.intValue, n >= 0, n < 1 << 40 else { throw bad("tensor '\(name)' has an invalid shape") }
+                guard let n = whole(v), n < 1 << 40 else { throw bad("tensor '\(name)' has an invalid shape \(shapeAny)") }
                 return n
             }
-            guard let begin = (offs[0] as? NSNumber)?.intValue, let end = (offs[1] as? NSNumber)?.intValue,
-                  begin >= 0, end >= begin, end <= size - dataStart else {
+            guard let begin = whole(offs[0]), let end = whole(offs[1]) else { throw bad("tensor '\(name)' has invalid data_offsets \(offs)") }
+            guard end >= begin, end <= size - dataStart else {
                 throw ModelFormatError.truncated(path: path, what: "data of tensor '\(name)'", offset: dataStart, fileSize: size)
             }
             var count = 1
             for d in shape {
                 let (p, o) = count.multipliedReportingOverflow(by: d)
-                guard !o else { throw bad("tensor '\(name)' shape overflows") }
+                guard !o else { throw bad("tensor '\(name)' shape \(shape) overflows") }
                 count = p
             }
-            guard count * dtype.size == end - begin else {
-                throw bad("tensor '\(name)' has \(end - begin) bytes, but \(dtype.rawValue) \(shape) needs \(count * dtype.size)")
+            let (bytes, o) = count.multipliedReportingOverflow(by: dtype.size)
+            guard !o else { throw bad("tensor '\(name)' shape \(shape) of \(dtype.rawValue) overflows") }
+            guard bytes == end - begin else {
+                throw bad("tensor '\(name)' has \(end - begin) bytes, but \(dtype.rawValue) \(shape) needs \(bytes)")
             }
             infos[name] = SafetensorsTensorInfo(name: name, dtype: dtype, shape: shape, offset: dataStart + begin, byteCount: end - begin)
         }

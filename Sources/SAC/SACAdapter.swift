@@ -74,16 +74,30 @@ public final class SACAdapter: @unchecked Sendable {
         let ratio = try int("ratio"), rank = try int("lora_rank"), window = try int("window")
         guard ratio >= 1, window >= 1, rank >= 1 else { throw bad("ratio, window and lora_rank must be positive") }
         guard let scale = md["lora_scale"].flatMap(Float.init) else { throw bad("metadata 'lora_scale' is missing") }
+        guard scale.isFinite else { throw bad("metadata 'lora_scale' is \(scale); it must be a finite number") }
         guard let base = md["base_model"] else { throw bad("metadata 'base_model' is missing") }
         let actual = try model.fingerprint()
         guard base == actual else { throw SACError.modelMismatch(what: "adapter \(path)", expected: base, found: actual) }
         guard try int("hidden_size") == H, try int("num_layers") == c.layerCount else {
             throw bad("made for hidden \(md["hidden_size"] ?? "?") x \(md["num_layers"] ?? "?") layers, the model has \(H) x \(c.layerCount)")
         }
+        // The window sizes the encoder's session (window x layers x kv_dim), so it is bounded by
+        // the model's context (or SAC's own 510-token windows, for tiny test models of shorter
+        // context); a ratio is a u16 wherever KV is stored.
+        let maxWindow = max(c.contextLength, 512)
+        guard window <= maxWindow else {
+            throw bad("window \(window) is longer than the model's context (\(c.contextLength) tokens) and than 512")
+        }
+        guard ratio <= Int(UInt16.max) else { throw bad("ratio \(ratio) is above \(UInt16.max)") }
         var layout = SACLayout.defaults(for: model)
         layout.window = window
-        if let b = md["bos_id"] { guard let v = Int32(b) else { throw bad("bos_id '\(b)' is not an integer") }; layout.bosID = v }
-        if let e = md["eos_id"] { guard let v = Int32(e) else { throw bad("eos_id '\(e)' is not an integer") }; layout.eosID = v }
+        func tokenID(_ key: String) throws -> Int32? {
+            guard let s = md[key] else { return nil }
+            guard let v = Int32(s), v >= 0, Int(v) < c.vocabSize else { throw bad("\(key) '\(s)' is not a token id of the model (0..<\(c.vocabSize))") }
+            return v
+        }
+        if let v = try tokenID("bos_id") { layout.bosID = v }
+        if let v = try tokenID("eos_id") { layout.eosID = v }
         if let h = md["context_header"] { layout.contextHeader = h }
         if let q = md["question_prefix"] { layout.questionPrefix = q }
         if let a = md["answer_prefix"] { layout.answerPrefix = a }
@@ -96,7 +110,11 @@ public final class SACAdapter: @unchecked Sendable {
             do { return try file.floats(t) } catch { throw bad("\(error)") }
         }
         let memSize = try int("mem_size")
-        guard memSize >= 1 else { throw bad("mem_size must be positive") }
+        // One role row per anchor of a full window (the uniform rule at this ratio), at most one per token.
+        let anchors = UniformAnchors.count(windowLength: window, ratio: ratio)
+        guard memSize >= anchors, memSize <= window else {
+            throw bad("mem_size \(memSize) role tokens, but a window of \(window) tokens at ratio \(ratio) has \(anchors) anchors (mem_size must be \(anchors)...\(window))")
+        }
         let role = try tensor("role_tokens", [memSize, H])
         let special = try tensor("special_tokens", [2, H])
         let lora = try LoRAWeights.layers(of: model, rank: rank, scale: scale, tensor: tensor)

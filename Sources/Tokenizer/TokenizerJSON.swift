@@ -95,6 +95,12 @@ extension BPETokenizer {
             added.append((Int32(id), a["special"]?.bool ?? false))
         }
         guard maxID >= 0 else { throw TokenizerError.emptyVocabulary }
+        // Ids are 0..<count with none missing: a hole would be a token that decodes to nothing,
+        // and a far id would size the table by the claim instead of the entries.
+        guard byID.count == maxID + 1 else {
+            let hole = (0...maxID).first { byID[$0] == nil } ?? 0
+            throw TokenizerError.malformedTokenizerJSON("token ids run to \(maxID) but only \(byID.count) tokens are defined (id \(hole) has none); model.vocab and added_tokens must cover 0..<count")
+        }
         var tokens = [String](repeating: "", count: maxID + 1)
         for (id, t) in byID { tokens[id] = t }
 

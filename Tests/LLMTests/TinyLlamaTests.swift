@@ -57,6 +57,11 @@ final class TinyLlamaTests: XCTestCase {
         try cfg.replacingOccurrences(of: "LlamaForCausalLM", with: "MistralForCausalLM").replacingOccurrences(of: "\"llama\"", with: "\"mistral\"")
             .write(to: cfgURL, atomically: true, encoding: .utf8)
         XCTAssertThrowsError(try LlamaModel.load(path: dir.path)) { XCTAssertEqual($0 as? LLMError, .unsupportedArchitecture("mistral")) }
+        // A tokenizer with more tokens than the model has embedding rows (300 tokens, vocab_size 200).
+        try cfg.replacingOccurrences(of: "\"vocab_size\": 300", with: "\"vocab_size\": 200").write(to: cfgURL, atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try LlamaModel.load(path: dir.path)) {
+            XCTAssertTrue("\($0)".contains("the tokenizer has 300 tokens, more than the model's vocab_size 200"), "\($0)")
+        }
         try fm.removeItem(at: cfgURL)
         XCTAssertThrowsError(try LlamaModel.load(path: dir.path)) { XCTAssertTrue("\($0)".contains("config.json"), "\($0)") }
         XCTAssertThrowsError(try LlamaModel.load(path: "/nonexistent/model")) { XCTAssertEqual($0 as? LLMError, .modelNotFound("/nonexistent/model")) }

@@ -27,6 +27,34 @@ final class SafetensorsTests: XCTestCase {
         XCTAssertThrowsError(try SafetensorsFile(path: garbage)) { XCTAssertTrue("\($0)".contains("not a valid safetensors"), "\($0)") }
     }
 
+    /// A well-formed file that lies: sizes checked against each other and the file, with every
+    /// product overflow-checked.
+    func testHostileClaimsAreRefused() throws {
+        func file(_ header: String, data: Int = 0) throws -> String {
+            var d = Data()
+            withUnsafeBytes(of: UInt64(header.utf8.count).littleEndian) { d.append(contentsOf: $0) }
+            d.append(Data(header.utf8))
+            d.append(Data(count: data))
+            let p = FileManager.default.temporaryDirectory.appendingPathComponent("akv-st-\(UUID().uuidString).safetensors").path
+            try d.write(to: URL(fileURLWithPath: p))
+            return p
+        }
+        func refusal(_ header: String, data: Int = 0) throws -> String {
+            let p = try file(header, data: data)
+            defer { try? FileManager.default.removeItem(atPath: p) }
+            do { _ = try SafetensorsFile(path: p); return "accepted" } catch { return "\(error)" }
+        }
+        // 2^39 x 2^23 F32 elements: 2^64 bytes, which wraps to 0 = the empty range it claims.
+        XCTAssertTrue(try refusal(#"{"t":{"dtype":"F32","shape":[549755813888,8388608],"data_offsets":[0,0]}}"#).contains("overflows"))
+        XCTAssertTrue(try refusal(#"{"t":{"dtype":"F64","shape":[1099511627775,1099511627775],"data_offsets":[0,0]}}"#).contains("overflows"))
+        XCTAssertTrue(try refusal(#"{"t":{"dtype":"F32","shape":[2],"data_offsets":[0,7.5]}}"#, data: 8).contains("invalid data_offsets"))
+        XCTAssertTrue(try refusal(#"{"t":{"dtype":"F32","shape":[2.5],"data_offsets":[0,8]}}"#, data: 8).contains("invalid shape"))
+        XCTAssertTrue(try refusal(#"{"t":{"dtype":"F32","shape":[2],"data_offsets":[0,1e30]}}"#, data: 8).contains("invalid data_offsets"))
+        XCTAssertTrue(try refusal(#"{"t":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}"#, data: 8).contains("data of tensor 't'"))
+        XCTAssertTrue(try refusal(#"{"t":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#, data: 8).contains("needs 12"))
+        XCTAssertEqual(try refusal(#"{"t":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#, data: 8), "accepted", "the honest file reads")
+    }
+
     func testWriterRoundTripIsAtomicAndExact() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("akv-st-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)

@@ -105,6 +105,15 @@ final class SACPipelineTests: XCTestCase {
         XCTAssertTrue(try loadError("v.st", overrides: ["format_version": "9"]).contains("format_version 9"))
         XCTAssertTrue(try loadError("r.st", overrides: ["lora_rank": "3"]).contains("shape"))
         XCTAssertTrue(try loadError("s.st", overrides: ["lora_scale": nil]).contains("lora_scale"))
+        // Hostile but well-formed: claims checked against the model and against each other.
+        XCTAssertTrue(try loadError("n.st", overrides: ["lora_scale": "nan"]).contains("must be a finite number"))
+        let c = model.config
+        XCTAssertTrue(try loadError("w.st", overrides: ["window": "100000000"]).contains("window 100000000 is longer than the model's context (\(c.contextLength) tokens)"))
+        XCTAssertTrue(try loadError("k.st", overrides: ["mem_size": "10"]).contains("mem_size 10 role tokens, but a window of 510 tokens at ratio 5 has 102 anchors"))
+        XCTAssertTrue(try loadError("b.st", overrides: ["bos_id": "\(c.vocabSize)"]).contains("bos_id '\(c.vocabSize)' is not a token id of the model"))
+        XCTAssertTrue(try loadError("e.st", overrides: ["eos_id": "-1"]).contains("eos_id '-1' is not a token id"))
+        XCTAssertTrue(try loadError("q.st", overrides: ["ratio": "70000"]).contains("ratio 70000 is above 65535"))
+        XCTAssertEqual(try loadError("ok.st"), "loaded", "the honest file loads")
 
         // Truncated file and a non-adapter file.
         let good = dir.appendingPathComponent("good.st").path

@@ -102,6 +102,23 @@ final class TokenizerErrorTests: XCTestCase {
         expectError(load(try mutate { o in o["added_tokens"] = [["id": "x"]] })) {
             if case .malformedTokenizerJSON = $0 { return true }; return false
         }
+        // Hostile but well-formed: one token at a far id (the table would be sized by the claim,
+        // full of tokens that decode to nothing).
+        expectError(load(try mutate { o in
+            var m = o["model"] as! [String: Any]
+            var v = m["vocab"] as! [String: Any]
+            v["far-away"] = 9_999_999
+            m["vocab"] = v; o["model"] = m
+        })) { e in
+            guard case .malformedTokenizerJSON(let why) = e else { return false }
+            return why.contains("token ids run to 9999999 but only") && why.contains("must cover 0..<count")
+        }
+        expectError(load(try mutate { o in
+            var m = o["model"] as! [String: Any]
+            var v = m["vocab"] as! [String: Any]
+            v["negative"] = -4
+            m["vocab"] = v; o["model"] = m
+        })) { if case .malformedTokenizerJSON = $0 { return true }; return false }
     }
 
     func testPreTokenizerDetection() throws {
