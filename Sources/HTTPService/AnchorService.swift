@@ -133,8 +133,11 @@ public final class AnchorService: Sendable {
     public func documentKV(_ id: String) async throws -> (DocumentRecord, CompressedContext) {
         try await runBlocking(name: "anchorkv-kv") { [self] in
             try retryingConcurrentChange {
-                let d = try document(id)
-                return (d, try kb.context(of: (0..<d.windows).map { (d, $0) }))
+                // The record and every window's KV from one RocksDB snapshot: a replace or
+                // compaction landing meanwhile is wholly seen or not at all.
+                let snap = kb.store.db.snapshot()
+                guard let d = try kb.store.document(id, snapshot: snap) else { throw APIError.notFound("no document '\(id)' in the store") }
+                return (d, try kb.context(of: (0..<d.windows).map { (d, $0) }, snapshot: snap))
             }
         }
     }
