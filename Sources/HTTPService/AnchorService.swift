@@ -49,9 +49,10 @@ public final class AnchorService: Sendable {
             if ratio == kb.ratio { return kb.adapter }
             throw APIError.badRequest("no SAC adapter for ratio \(ratio) is configured (sac.adapters); send \"no_adapter\": true for training-free anchors")
         }
-        // Record this ratio's adapter now (what the first ingest would do), so the manifest is
-        // not rewritten later while queries read it.
-        try kb.store.registerAdapter(ratio: kb.ratio, fingerprint: kb.adapter?.fingerprint)
+        // A store holding this ratio with another adapter is refused now, not at the first
+        // ingest; the registration itself goes into the first document's batch (a server that
+        // starts and stores nothing leaves no registration behind to block another adapter).
+        try kb.store.checkAdapter(ratio: kb.ratio, fingerprint: kb.adapter?.fingerprint)
     }
 
     public var isShuttingDown: Bool { stopping.load(ordering: .acquiring) }

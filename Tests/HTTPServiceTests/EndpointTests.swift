@@ -6,6 +6,7 @@ import KVStore
 import KnowledgeBase
 import LLM
 import SAC
+import TestSupport
 import XCTest
 
 /// Every endpoint in process through Hummingbird's router test framework (no sockets), with the
@@ -36,6 +37,26 @@ final class EndpointTests: XCTestCase {
                          "anchorkv_ingest_tokens_total "] {
                 XCTAssertTrue(text.contains(want), "metrics lack \(want):\n\(text)")
             }
+        }
+    }
+
+    /// Starting the service registers nothing (the first document's batch brings its adapter's
+    /// registration); a store that holds the service's ratio with another adapter is refused at start.
+    func testTheAdapterIsRegisteredWithTheFirstDocumentAndCheckedAtStart() async throws {
+        let f = try Fixture()
+        XCTAssertNil(f.kb.store.manifest.adapters["5"])
+        try await f.app.test(.router) { client in
+            let r = try await client.post("/v1/documents", Docs.bees)
+            XCTAssertEqual(r.status, .ok, String(buffer: r.body))
+        }
+        XCTAssertEqual(f.kb.store.manifest.adapters["5"], "none")
+
+        let model = try DefaultModel.load()
+        let store = try KnowledgeBase.openStore(path: f.dir.appendingPathComponent("other").path, model: model, create: true)
+        try store.registerAdapter(ratio: 5, fingerprint: "another-adapter")
+        let kb = try KnowledgeBase(store: store, model: model, adapter: nil, ratio: 5)
+        XCTAssertThrowsError(try AnchorService(kb: kb, config: ServiceConfig())) {
+            XCTAssertTrue("\($0)".contains("made with adapter another-adapter"), "\($0)")
         }
     }
 
