@@ -228,15 +228,33 @@ public final class KVStore: @unchecked Sendable {
     // MARK: reads
 
     public func document(_ id: String, snapshot: RocksDB.Snapshot? = nil) throws -> DocumentRecord? {
-        guard let raw = try db.get("docs", Array(id.utf8), snapshot: snapshot) else { return nil }
-        guard let d = try? JSONDecoder().decode(DocumentRecord.self, from: Data(raw)) else { throw StoreError.corrupt("document record '\(id)' is not valid JSON") }
-        return d
+        switch try stored(id, snapshot: snapshot) {
+        case .absent: return nil
+        case .whole(let d): return d
+        case .unreadable: throw Self.unreadableRecord(id)
+        }
+    }
+
+    /// What the store holds under a document id: nothing, a readable record, or a record that
+    /// cannot be read (damaged), which ingest and import replace (`putEncoded`) and delete removes.
+    public enum StoredDocument: Sendable, Equatable {
+        case absent, whole(DocumentRecord), unreadable
+    }
+
+    public func stored(_ id: String, snapshot: RocksDB.Snapshot? = nil) throws -> StoredDocument {
+        guard let raw = try db.get("docs", Array(id.utf8), snapshot: snapshot) else { return .absent }
+        guard let d = try? JSONDecoder().decode(DocumentRecord.self, from: Data(raw)) else { return .unreadable }
+        return .whole(d)
+    }
+
+    static func unreadableRecord(_ id: String) -> StoreError {
+        .corrupt("the record of document '\(id)' is not valid JSON; repair it by ingesting its source again (anchorkv ingest FILE) or importing a snapshot that holds it (anchorkv import FILE), or delete it (anchorkv docs delete '\(id)')")
     }
 
     public func documents(snapshot: RocksDB.Snapshot? = nil) throws -> [DocumentRecord] {
         var out: [DocumentRecord] = []
-        try db.scan("docs", prefix: [], snapshot: snapshot) { _, v in
-            guard let d = try? JSONDecoder().decode(DocumentRecord.self, from: Data(v)) else { throw StoreError.corrupt("a document record is not valid JSON") }
+        try db.scan("docs", prefix: [], snapshot: snapshot) { k, v in
+            guard let d = try? JSONDecoder().decode(DocumentRecord.self, from: Data(v)) else { throw Self.unreadableRecord(String(decoding: k, as: UTF8.self)) }
             out.append(d)
             return true
         }
@@ -442,8 +460,13 @@ public final class KVStore: @unchecked Sendable {
         var stats = try lexStats()
         var number = (try db.get("meta", Array("next_doc".utf8))).map { $0.withUnsafeBytes { Self.readBE($0, 0, 8) } } ?? 1
         var stored: [DocumentRecord] = []
+        var sweep = false
         for d in docs {
-            if let old = try document(d.record.id) { try deleteKeys(of: old, in: b, stats: &stats) }
+            switch try self.stored(d.record.id) {
+            case .whole(let old): try deleteKeys(of: old, in: b, stats: &stats)
+            case .unreadable: sweep = true  // its number is lost with its record: sweep below
+            case .absent: break
+            }
             var record = d.record
             record.number = number
             record.kvBytes = d.kv.joined().reduce(0) { $0 + $1.count }
@@ -464,6 +487,7 @@ public final class KVStore: @unchecked Sendable {
             b.put("docs", Array(record.id.utf8), try Self.json(record))
             stored.append(record)
         }
+        if sweep { try deleteOrphans(in: b, stats: &stats) }
         b.put("meta", Array("next_doc".utf8), Self.be64(number))
         b.put("meta", Array("lexstats".utf8), try Self.json(stats))
         try db.write(b)
@@ -475,10 +499,13 @@ public final class KVStore: @unchecked Sendable {
     @discardableResult
     public func delete(_ id: String) throws -> Bool {
         writeLock.lock(); defer { writeLock.unlock() }
-        guard let doc = try document(id) else { return false }
         let b = db.makeBatch()
         var stats = try lexStats()
-        try deleteKeys(of: doc, in: b, stats: &stats)
+        switch try stored(id) {
+        case .absent: return false
+        case .whole(let doc): try deleteKeys(of: doc, in: b, stats: &stats)
+        case .unreadable: try deleteOrphans(in: b, stats: &stats)
+        }
         b.put("meta", Array("lexstats".utf8), try Self.json(stats))
         b.delete("docs", Array(id.utf8))
         try db.write(b)
@@ -489,6 +516,36 @@ public final class KVStore: @unchecked Sendable {
     private func encode(_ kv: [[TensorRecord]]) -> (records: [[[UInt8]]], bytes: Int) {
         let records = kv.map { $0.map { TensorCodec.encode($0, dtype: dtype, compression: compression) } }
         return (records, records.joined().reduce(0) { $0 + $1.count })
+    }
+
+    /// Adds deletions of every window, KV and index key whose document number no readable record
+    /// owns: what a document whose record was damaged left behind (its number went with the
+    /// record). A scan of the store, run only when such a record is replaced or deleted.
+    private func deleteOrphans(in b: RocksDB.WriteBatch, stats: inout LexStats) throws {
+        var owned = Set<UInt64>()
+        try db.scan("docs", prefix: []) { _, v in
+            if let d = try? JSONDecoder().decode(DocumentRecord.self, from: Data(v)) { owned.insert(d.number) }
+            return true
+        }
+        var unknownLength = Set<[UInt8]>()  // window keys whose record could not say its length
+        try db.scan("windows", prefix: []) { k, v in
+            guard k.count == 12, !owned.contains(Self.readBE(k, 0, 8)) else { return true }
+            b.delete("windows", [UInt8](k))
+            stats.windows -= 1
+            if let rec = try? JSONDecoder().decode(WindowRecord.self, from: Data(v)) { stats.totalLength -= rec.termCount } else { unknownLength.insert([UInt8](k)) }
+            return true
+        }
+        try db.scan("kv", prefix: []) { k, _ in
+            if k.count >= 8, !owned.contains(Self.readBE(k, 0, 8)) { b.delete("kv", [UInt8](k)) }
+            return true
+        }
+        try db.scan("lex", prefix: []) { k, v in
+            guard k.count >= 13, k[k.count - 13] == 0, !owned.contains(Self.readBE(k, k.count - 12, 8)) else { return true }
+            b.delete("lex", [UInt8](k))
+            let window = [UInt8](k[(k.count - 12)...])
+            if unknownLength.remove(window) != nil, v.count == 8 { stats.totalLength -= Int(v.loadUnaligned(fromByteOffset: 4, as: UInt32.self)) }
+            return true
+        }
     }
 
     /// Adds deletions of every window, KV and index key of `doc` to the batch.

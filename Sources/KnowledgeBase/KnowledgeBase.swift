@@ -106,8 +106,13 @@ public final class KnowledgeBase: @unchecked Sendable {
         let t0 = DispatchTime.now().uptimeNanoseconds
         guard !doc.id.isEmpty, doc.id.utf8.count <= 512 else { throw StoreError.invalidInput("document ids must be 1 to 512 bytes") }
         let hash = SHA256.hex(Data(doc.text.utf8))
-        let old = try store.document(doc.id)
+        var old: DocumentRecord?
         var damage: String?
+        switch try store.stored(doc.id) {
+        case .absent: break
+        case .whole(let d): old = d
+        case .unreadable: damage = "its document record is not valid JSON"  // replaced whatever its text was
+        }
         if let old, old.contentHash == hash, old.ratio == ratio, old.adapter == adapter?.fingerprint {
             damage = try store.damage(of: old)
             if damage == nil { return IngestOutcome(id: doc.id, status: .unchanged, record: old, seconds: 0) }
@@ -137,7 +142,7 @@ public final class KnowledgeBase: @unchecked Sendable {
                                     anchors: ctx.anchorCount, ingestedAt: KVStore.timestamp())
         let stored = try store.put(DocumentWrite(record: record, windows: windowRecords, kv: kv),
                                    adapters: [String(ratio): adapter?.fingerprint ?? "none"])
-        return IngestOutcome(id: doc.id, status: old == nil ? .added : damage != nil ? .repaired : .replaced, record: stored,
+        return IngestOutcome(id: doc.id, status: damage != nil ? .repaired : old == nil ? .added : .replaced, record: stored,
                              seconds: Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9, damage: damage)
     }
 

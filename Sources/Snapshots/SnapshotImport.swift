@@ -303,6 +303,11 @@ public enum SnapshotImporter {
             seen += 1
             progress(.verified(documents: seen, of: head.documents))
             let id = doc.record.id
+            if case .unreadable = try store.stored(id) {  // a damaged record: the snapshot's copy repairs it
+                report.repaired.append(id)
+                writes.append(doc)
+                return
+            }
             if let old = try store.document(id) {
                 if old.contentHash == doc.record.contentHash && old.ratio == doc.record.ratio && old.adapter == doc.record.adapter {
                     if try store.damage(of: old, shape: storeShape) == nil {

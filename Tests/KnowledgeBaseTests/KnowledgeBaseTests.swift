@@ -197,6 +197,43 @@ final class KnowledgeBaseTests: XCTestCase {
         XCTAssertEqual(try kb.ingest(doc).status, .unchanged)
     }
 
+    /// A document whose own record (the docs value) is damaged: every query names it with the
+    /// advice; re-ingesting it replaces it, and the keys of the lost version (whose number went
+    /// with the record) are found as orphans and deleted in the same batch; delete works too.
+    func testADamagedDocumentRecordIsRepairedOrDeleted() throws {
+        let kb = try openKB()
+        let bees = try kb.ingest(try sample("honeybees.md")).record
+        let doc = try longDocument()
+        let first = try kb.ingest(doc).record
+        func counts() throws -> [Int] {
+            try ["docs", "windows", "kv", "lex"].map { try kb.store.db.keys($0, prefix: []).count } + [try kb.store.lexStats().windows, try kb.store.lexStats().totalLength]
+        }
+        let whole = try counts()
+        func garble() throws {
+            let b = kb.store.db.makeBatch()
+            b.put("docs", Array("long".utf8), Array("{\"id\": \"long\", \"numb".utf8))
+            try kb.store.db.write(b)
+        }
+        try garble()
+        XCTAssertThrowsError(try kb.query("Who decoded the waggle dance of bees?", k: 2, maxTokens: 2)) {
+            XCTAssertTrue("\($0)".contains("the record of document 'long' is not valid JSON") && "\($0)".contains("anchorkv ingest"), "\($0)")
+        }
+        let repaired = try kb.ingest(doc)
+        XCTAssertEqual(repaired.status, .repaired)
+        XCTAssertEqual(try counts(), whole, "the lost version's keys are gone, the totals are right")
+        XCTAssertEqual(try keyCount(kb.store, number: first.number), 0)
+        XCTAssertEqual(try keyCount(kb.store, number: bees.number), bees.windows * (1 + kb.model.config.layerCount), "the other document is untouched")
+        XCTAssertNoThrow(try kb.query("Who decoded the waggle dance of bees?", k: 2, maxTokens: 2))
+        XCTAssertEqual(try kb.ingest(doc).status, .unchanged)
+
+        try garble()
+        XCTAssertTrue(try kb.store.delete("long"))
+        XCTAssertEqual(try kb.store.documents().map(\.id), ["honeybees.md"])
+        XCTAssertEqual(try keyCount(kb.store, number: repaired.record.number), 0)
+        XCTAssertEqual(try kb.store.lexStats().windows, bees.windows)
+        XCTAssertNil(try kb.store.damage(of: bees))
+    }
+
     /// The adapter a document needs is registered in the document's own batch: a refused
     /// adapter writes nothing, and the first document at a ratio brings its registration.
     func testAdapterRegistrationTravelsWithTheDocument() throws {

@@ -178,6 +178,21 @@ final class SnapshotTests: XCTestCase {
         let again = try SnapshotImporter.importSnapshot(from: file, into: dst, onConflict: .skip)
         XCTAssertEqual(Set(again.unchanged), ["doc-0", "doc-1", "doc-2"])
         XCTAssertEqual(try contentDigest(dst), digest, "a whole store is left alone")
+
+        // A document record that cannot be read: the snapshot's copy replaces it, and the keys
+        // of the lost version (its number went with the record) are swept in the same batch.
+        let g = dst.db.makeBatch()
+        g.put("docs", Array("doc-1".utf8), Array("{not json".utf8))
+        try dst.db.write(g)
+        XCTAssertThrowsError(try dst.documents()) { XCTAssertTrue("\($0)".contains("the record of document 'doc-1' is not valid JSON"), "\($0)") }
+        let third = try SnapshotImporter.importSnapshot(from: file, into: dst)
+        XCTAssertEqual(third.repaired, ["doc-1"])
+        XCTAssertEqual(Set(try dst.documents().map(\.id)), ["doc-0", "doc-1", "doc-2"])
+        XCTAssertEqual(try dst.db.keys("kv", prefix: []).count, 3 * 2 * 4)
+        XCTAssertEqual(try dst.db.keys("windows", prefix: []).count, 3 * 2)
+        XCTAssertEqual(try dst.db.keys("lex", prefix: []).count, try src.db.keys("lex", prefix: []).count)
+        XCTAssertEqual(try dst.lexStats().windows, 6)
+        XCTAssertEqual(try dst.lexStats().totalLength, try src.lexStats().totalLength)
     }
 
     // MARK: bad files
