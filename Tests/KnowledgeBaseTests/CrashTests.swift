@@ -31,6 +31,60 @@ final class CrashTests: XCTestCase {
         XCTAssertEqual(outcome(require: true), "ok anchorkv")
     }
 
+    /// The repair advice, followed on the real binary: a KV record damaged on disk makes
+    /// `anchorkv query` fail with an error naming the document and `anchorkv ingest`; running
+    /// that ingest again reports the document `repaired`, and the query answers again.
+    func testTheCLIRepairAdviceWorks() throws {
+        let model = try DefaultModel.load()
+        let binary = try CLIBinary.url()
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("akv-repair-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let doc = dir.appendingPathComponent("bees.md")
+        try "Honey bees live in colonies with one queen. Karl von Frisch decoded the waggle dance.".write(to: doc, atomically: true, encoding: .utf8)
+        let storePath = dir.appendingPathComponent("store").path
+        func run(_ args: [String]) throws -> (status: Int32, out: String, err: String) {
+            let p = Process()
+            p.executableURL = binary
+            p.arguments = args + ["--store", storePath, "--no-adapter", "--ratio", "5"]
+            p.currentDirectoryURL = CLIBinary.root
+            let out = Pipe(), err = Pipe()
+            p.standardOutput = out
+            p.standardError = err
+            try p.run()
+            let e = err.fileHandleForReading.readDataToEndOfFile()
+            let o = out.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+        }
+        let query = ["query", "Who decoded the waggle dance?", "--doc", "bees.md", "--max-tokens", "4"]
+        let first = try run(["ingest", doc.path])
+        XCTAssertEqual(first.status, 0, first.err)
+        XCTAssertTrue(first.out.hasPrefix("added\tbees.md"), first.out)
+        let answer = try run(query)
+        XCTAssertEqual(answer.status, 0, answer.err)
+        do {  // damage one KV record through RocksDB (the CLI has exited, so the store is free)
+            let store = try KnowledgeBase.openStore(path: storePath, model: model, create: false)
+            let d = try XCTUnwrap(try store.document("bees.md"))
+            let key = KVStore.kvKey(d.number, 0, ratio: d.ratio, layer: 3)
+            var bytes = try XCTUnwrap(try store.db.get("kv", key))
+            bytes[bytes.count - 5] ^= 0x40
+            let b = store.db.makeBatch()
+            b.put("kv", key, bytes)
+            try store.db.write(b)
+        }
+        let broken = try run(query)
+        XCTAssertNotEqual(broken.status, 0)
+        XCTAssertTrue(broken.err.contains("document 'bees.md' window 0 layer 3") && broken.err.contains("anchorkv ingest"), broken.err)
+        let repair = try run(["ingest", doc.path])
+        XCTAssertEqual(repair.status, 0, repair.err)
+        XCTAssertTrue(repair.out.hasPrefix("repaired\tbees.md"), repair.out)
+        XCTAssertTrue(repair.err.contains("1 repaired"), repair.err)
+        let again = try run(query)
+        XCTAssertEqual(again.status, 0, again.err)
+        XCTAssertEqual(again.out, answer.out, "the repaired document answers as before")
+    }
+
     /// `anchorkv ingest` reads the per-document bounds from the config file's "ingest" object:
     /// a document over max_document_tokens fails naming the setting (exit 1, nothing stored);
     /// an invalid value is a config error.
