@@ -26,6 +26,8 @@ public final class AnchorService: Sendable {
     let ingestLane: AsyncSemaphore
     /// One snapshot export or import at a time (each can hold a copy of the store on disk).
     let snapshotLane: AsyncSemaphore
+    /// Snapshot uploads held at once, from their first byte until their file is removed.
+    let uploadSlots: AsyncSemaphore
     let adapterResolver: AdapterResolver
     let started = ContinuousClock.now
     private let stopping = Atomic<Bool>(false)
@@ -44,6 +46,7 @@ public final class AnchorService: Sendable {
         querySlots = AsyncSemaphore(permits: config.maxConcurrentQueries, maxWaiters: config.maxQueuedRequests)
         ingestLane = AsyncSemaphore(permits: 1, maxWaiters: config.maxQueuedRequests)
         snapshotLane = AsyncSemaphore(permits: 1, maxWaiters: 4)
+        uploadSlots = AsyncSemaphore(permits: config.maxConcurrentUploads, maxWaiters: 0)
         self.adapterResolver = adapterResolver ?? { [kb] ratio, noAdapter in
             if noAdapter || (ratio == 1 && kb.adapter == nil) { return nil }
             if ratio == kb.ratio { return kb.adapter }

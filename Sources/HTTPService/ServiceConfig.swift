@@ -11,6 +11,13 @@ public struct ServiceConfig: Sendable, Equatable {
     public var maxBodyBytes = 4 << 20
     /// Largest snapshot upload (POST /v1/snapshots/import).
     public var maxSnapshotBytes = 4 << 30
+    /// Snapshot uploads received or waiting to be imported at once (each holds a temporary file
+    /// of up to `maxSnapshotBytes`); past it an upload is refused with 503 before anything is written.
+    public var maxConcurrentUploads = 2
+    /// An upload that takes longer than this from arrival is refused with 408 (its file removed).
+    public var uploadTimeout: Double = 3600
+    /// An upload that sends no byte for this long is refused with 408 (its file removed).
+    public var uploadIdleTimeout: Double = 60
     /// Queries (and other short requests): from arrival, queueing included.
     public var requestTimeout: Double = 120
     /// Ingest requests: documents not started before this are reported as not attempted.
@@ -59,14 +66,15 @@ public struct ServiceConfig: Sendable, Equatable {
         if !Self.isLoopback(host) && apiToken == nil {
             throw bad("refusing to listen on \(host) (not a loopback address) without an API token: set ANCHORKV_API_TOKEN, serve.api_token_file or --api-token-file, or bind 127.0.0.1")
         }
-        for (name, v) in [("max_body_bytes", maxBodyBytes), ("max_snapshot_bytes", maxSnapshotBytes), ("max_concurrent_queries", maxConcurrentQueries),
+        for (name, v) in [("max_body_bytes", maxBodyBytes), ("max_snapshot_bytes", maxSnapshotBytes),
+                          ("max_concurrent_uploads", maxConcurrentUploads), ("max_concurrent_queries", maxConcurrentQueries),
                           ("max_documents_per_request", maxDocumentsPerRequest), ("default_k", defaultK), ("max_k", maxK),
                           ("max_answer_tokens", maxAnswerTokens), ("default_max_tokens", defaultMaxTokens)] where v <= 0 {
             throw bad("serve.\(name) must be positive, not \(v)")
         }
         guard maxQueuedRequests >= 0 else { throw bad("serve.max_queued_requests must be >= 0") }
         for (name, v) in [("request_timeout_s", requestTimeout), ("ingest_timeout_s", ingestTimeout), ("shutdown_grace_s", shutdownGrace),
-                          ("idle_timeout_s", idleTimeout)] where !(v > 0) {
+                          ("idle_timeout_s", idleTimeout), ("upload_timeout_s", uploadTimeout), ("upload_idle_timeout_s", uploadIdleTimeout)] where !(v > 0) {
             throw bad("serve.\(name) must be positive, not \(v)")
         }
         guard defaultK <= maxK else { throw bad("serve.default_k (\(defaultK)) is above serve.max_k (\(maxK))") }
@@ -74,7 +82,8 @@ public struct ServiceConfig: Sendable, Equatable {
 
     /// Applies a "serve" object from the config file; relative paths resolve against `root`.
     public mutating func apply(json s: [String: Any], root: URL) throws {
-        let known: Set<String> = ["_comment", "host", "port", "api_token_file", "max_body_bytes", "max_snapshot_bytes", "request_timeout_s",
+        let known: Set<String> = ["_comment", "host", "port", "api_token_file", "max_body_bytes", "max_snapshot_bytes", "max_concurrent_uploads",
+                                  "upload_timeout_s", "upload_idle_timeout_s", "request_timeout_s",
                                   "ingest_timeout_s", "max_concurrent_queries", "max_queued_requests", "max_documents_per_request",
                                   "default_k", "max_k", "max_answer_tokens", "shutdown_grace_s", "idle_timeout_s", "kept_jobs", "tmp_dir"]
         if let unknown = s.keys.filter({ !known.contains($0) }).sorted().first {
@@ -97,6 +106,9 @@ public struct ServiceConfig: Sendable, Equatable {
         if let v = try int("port") { port = v }
         if let v = try int("max_body_bytes") { maxBodyBytes = v }
         if let v = try int("max_snapshot_bytes") { maxSnapshotBytes = v }
+        if let v = try int("max_concurrent_uploads") { maxConcurrentUploads = v }
+        if let v = try double("upload_timeout_s") { uploadTimeout = v }
+        if let v = try double("upload_idle_timeout_s") { uploadIdleTimeout = v }
         if let v = try double("request_timeout_s") { requestTimeout = v }
         if let v = try double("ingest_timeout_s") { ingestTimeout = v }
         if let v = try int("max_concurrent_queries") { maxConcurrentQueries = v }

@@ -5,6 +5,7 @@ import KnowledgeBase
 import NIOCore
 import SAC
 import Snapshots
+import Synchronization
 
 /// Picks the adapter for a compaction target ratio (`noAdapter`: training-free anchors, nil).
 /// `anchorkv serve` resolves it from the config's adapters, as `anchorkv compact` does.
@@ -155,18 +156,24 @@ extension Handlers {
         let limit = config.maxSnapshotBytes
         let tooLarge = APIError(.contentTooLarge, "payload_too_large", "the snapshot is larger than \(limit) bytes (serve.max_snapshot_bytes)")
         if let len = request.headers[.contentLength].flatMap({ Int($0) }), len > limit { throw tooLarge }
+        // Uploads have their own lane: a slot from the first byte until the file is removed (after
+        // the import), so at most max_concurrent_uploads files of up to max_snapshot_bytes exist.
+        let slots = service.uploadSlots
+        do { try await slots.acquire(deadline: .now) } catch {
+            throw APIError.busy("\(slots.capacity) snapshot uploads are already in progress (serve.max_concurrent_uploads); retry later")
+        }
+        var handedOver = false
+        defer { if !handedOver { slots.release() } }
         let path = service.temporaryFile("import")
         guard FileManager.default.createFile(atPath: path, contents: nil), let out = FileHandle(forWritingAtPath: path) else {
             throw APIError(.internalServerError, "internal", "cannot create \(path) for the upload; check serve.tmp_dir")
         }
-        var received = 0
+        let received: Int
         do {
-            defer { try? out.close() }
-            for try await chunk in request.body {
-                received += chunk.readableBytes
-                if received > limit { throw tooLarge }
-                try out.write(contentsOf: Data(chunk.readableBytesView))
-            }
+            let box = FileBox(out)
+            defer { box.close() }
+            received = try await Self.receive(request.body, into: box, limit: limit, tooLarge: tooLarge,
+                                              total: arrival + .nanoseconds(Int64(config.uploadTimeout * 1e9)), idle: config.uploadIdleTimeout)
         } catch {
             try? FileManager.default.removeItem(atPath: path)
             throw error
@@ -179,7 +186,7 @@ extension Handlers {
         // A synchronous import waits for the lanes as long as an ingest would; a job, a day.
         let deadline = background ? ContinuousClock.now + .seconds(86400) : arrival + .nanoseconds(Int64(config.ingestTimeout * 1e9))
         let work: @Sendable (JobHandle?) async throws -> JSONValue = { handle in
-            defer { try? FileManager.default.removeItem(atPath: path) }
+            defer { try? FileManager.default.removeItem(atPath: path); slots.release() }
             let r = try await service.importSnapshot(path: path, onConflict: policy, deadline: deadline) { p in
                 switch p {
                 case .verified(let n, let total): handle?.report(done: n, total: total, message: "verifying")
@@ -190,11 +197,64 @@ extension Handlers {
                     "unchanged": .array(r.unchanged.map { .string($0) }), "repaired": .array(r.repaired.map { .string($0) }), "skipped": .array(r.skipped.map { .string($0) }),
                     "bytes": .int(r.bytes), "seconds": .double(r.seconds), "mb_per_s": .double(r.megabytesPerSecond)]
         }
+        handedOver = true  // `work` removes the file and releases the slot, run now or as a job
         if background {
-            let job = try startJob(kind: "import", exclusive: false, parameters: ["bytes": .int(received), "on_conflict": .string(policy.rawValue)]) { try await work($0) }
+            let job: JobStatus
+            do {
+                job = try startJob(kind: "import", exclusive: false, parameters: ["bytes": .int(received), "on_conflict": .string(policy.rawValue)]) { try await work($0) }
+            } catch {
+                try? FileManager.default.removeItem(atPath: path); slots.release()
+                throw error
+            }
             return .json(["job": job.json], status: .accepted, headers: [.location: "/v1/jobs/\(job.id)"])
         }
         return .json(try await work(nil))
+    }
+
+    /// Writes an upload's body to `out`, refusing it with 413 once more than `limit` bytes came
+    /// and with 408 when it is still arriving at `total` or sends nothing for `idle` seconds.
+    static func receive(_ body: RequestBody, into out: FileBox, limit: Int, tooLarge: APIError,
+                        total: ContinuousClock.Instant, idle: Double) async throws -> Int {
+        let start = ContinuousClock.now
+        let progress = UploadProgress()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                var received = 0
+                for try await chunk in body {
+                    try Task.checkCancellation()
+                    received += chunk.readableBytes
+                    if received > limit { throw tooLarge }
+                    try out.handle.write(contentsOf: Data(chunk.readableBytesView))
+                    progress.count.store(received, ordering: .relaxed)
+                    progress.lastByte.store(Int64((ContinuousClock.now - start).seconds * 1e9), ordering: .relaxed)
+                }
+            }
+            group.addTask {
+                let idleNs = Int64(idle * 1e9)
+                while true {
+                    let idleEnd = start + .nanoseconds(progress.lastByte.load(ordering: .relaxed) + idleNs)
+                    let now = ContinuousClock.now
+                    if now >= total {
+                        throw APIError(.requestTimeout, "upload_timeout",
+                                       "the upload was still arriving after serve.upload_timeout_s; nothing was imported")
+                    }
+                    if now >= idleEnd {
+                        throw APIError(.requestTimeout, "upload_timeout",
+                                       "the upload sent nothing for \(idle) s (serve.upload_idle_timeout_s); nothing was imported")
+                    }
+                    try await Task.sleep(until: min(total, idleEnd), clock: .continuous)
+                }
+            }
+            try await group.next()
+            group.cancelAll()
+        }
+        return progress.count.load(ordering: .relaxed)
+    }
+
+    final class UploadProgress: Sendable {
+        /// Nanoseconds from the upload's start to its last chunk, and the bytes written.
+        let lastByte = Atomic<Int64>(0)
+        let count = Atomic<Int>(0)
     }
 
     /// POST /v1/compact: `{"to_ratio": 15, "documents"?: [...], "older_than"?: "30d" | ISO 8601, "no_adapter"?: bool}`
