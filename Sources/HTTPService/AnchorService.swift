@@ -146,6 +146,17 @@ public final class AnchorService: Sendable {
         }
     }
 
+    /// A whole document's KV for a streamed download: its record and layout (every record read
+    /// and checked, the tensors not kept) from one RocksDB snapshot, returned with the snapshot so
+    /// the layers streamed afterwards come from the same view.
+    public func documentKVLayout(_ id: String) async throws -> (DocumentRecord, CompressedContext, RocksDB.Snapshot) {
+        try await runBlocking(name: "anchorkv-kv") { [self] in
+            let snap = kb.store.db.snapshot()
+            guard let d = try kb.store.document(id, snapshot: snap) else { throw APIError.notFound("no document '\(id)' in the store") }
+            return (d, try kb.layout(of: d, snapshot: snap), snap)
+        }
+    }
+
     /// Reads that meet a document being replaced or deleted between its record and its keys see
     /// a missing key; the read is retried (the writer's batch is atomic, so the retry sees either
     /// the old or the new document whole). Real corruption fails the same way every time.

@@ -245,10 +245,9 @@ struct Handlers: Sendable {
         let dtypeName = q.get("dtype") ?? "f16"
         guard let dtype = KVFile.DType(rawValue: dtypeName) else { throw APIError.badRequest("dtype must be f16 or f32, not '\(dtypeName)'") }
         let withData = (q.get("data") ?? "true") != "false"
-        let (doc, ctx) = try await service.documentKV(id)
-        let layout = layoutJSON(doc: doc, ctx: ctx, dtype: dtype)
         if format == "json" {
-            var o = layout.object!
+            let (doc, ctx) = try await service.documentKV(id)
+            var o = layoutJSON(doc: doc, ctx: ctx, dtype: dtype).object!
             if withData {
                 o["layers"] = .array((0..<ctx.layerCount).map { l in
                     ["keys": .string(Self.base64(ctx.keys[l], dtype)), "values": .string(Self.base64(ctx.values[l], dtype))]
@@ -256,14 +255,38 @@ struct Handlers: Sendable {
             }
             return .json(.object(o))
         }
-        let tmp = service.temporaryFile("kv", extension: "akv")
-        defer { try? FileManager.default.removeItem(atPath: tmp) }
-        try KVFile.write(ctx, to: tmp, dtype: dtype, extra: ["document_id": doc.id, "document_title": doc.title,
-                                                            "model_name": kb.model.name, "layout": String(decoding: layout.encoded(), as: UTF8.self)])
-        let data = try Data(contentsOf: URL(fileURLWithPath: tmp))
+        // Streamed: the header (from the layout, every record already read and checked), then
+        // each tensor as its layer is read from the same RocksDB snapshot; one layer in memory.
+        let (doc, layout, snapshot) = try await service.documentKVLayout(id)
+        let header = try KVFile.header(layout, dtype: dtype, extra: kvMetadata(doc: doc, layout: layout, dtype: dtype))
         let filename = String(doc.id.map { $0.isLetter || $0.isNumber || "-_.".contains($0) ? $0 : "_" }.prefix(100)) + ".akv"
+        let kb = self.kb
         return Response(status: .ok, headers: [.contentType: "application/octet-stream", .contentDisposition: "attachment; filename=\"\(filename)\""],
-                        body: .init(byteBuffer: ByteBuffer(bytes: data)))
+                        body: ResponseBody(contentLength: header.fileBytes) { writer in
+            try await writer.write(ByteBuffer(data: header.bytes))
+            var current: (layer: Int, keys: Data, values: Data)?
+            for t in header.tensors {
+                if current?.layer != t.layer {
+                    current = nil
+                    current = try await runBlocking(name: "anchorkv-kv") {
+                        let (k, v) = try kb.documentLayer(doc, layer: t.layer, snapshot: snapshot)
+                        return (t.layer, KVFile.tensorBytes(k, dtype: dtype), KVFile.tensorBytes(v, dtype: dtype))
+                    }
+                }
+                let bytes = t.isKey ? current!.keys : current!.values
+                guard bytes.count == t.byteCount else {
+                    throw APIError(.internalServerError, "internal", "layer \(t.layer) of '\(doc.id)' has \(bytes.count) bytes, the header said \(t.byteCount)")
+                }
+                try await writer.write(ByteBuffer(data: bytes))
+            }
+            try await writer.finish(nil)
+        })
+    }
+
+    /// The string metadata of a KV download besides the format's own (document, model, layout).
+    func kvMetadata(doc: DocumentRecord, layout: CompressedContext, dtype: KVFile.DType) -> [String: String] {
+        ["document_id": doc.id, "document_title": doc.title, "model_name": kb.model.name,
+         "layout": String(decoding: layoutJSON(doc: doc, ctx: layout, dtype: dtype).encoded(), as: UTF8.self)]
     }
 
     /// What another engine needs to use the KV: shapes, positions, RoPE, and how SAC decodes.

@@ -277,15 +277,19 @@ public final class KVStore: @unchecked Sendable {
                        snapshot: RocksDB.Snapshot? = nil) throws -> [TensorRecord] {
         var out: [TensorRecord] = []
         out.reserveCapacity(layers)
-        for l in 0..<layers {
-            guard let raw = try db.get("kv", Self.kvKey(doc.number, w, ratio: doc.ratio, layer: l), snapshot: snapshot) else {
-                throw StoreError.corruptRecord(document: doc.id, window: w, layer: l, reason: "KV record is missing")
-            }
-            do { out.append(try raw.withUnsafeBytes { try TensorCodec.decode($0, expect: expect) }) } catch {
-                throw StoreError.corruptRecord(document: doc.id, window: w, layer: l, reason: "\(error)")
-            }
-        }
+        for l in 0..<layers { out.append(try loadKV(doc, window: w, layer: l, expect: expect, snapshot: snapshot)) }
         return out
+    }
+
+    /// One layer's KV record of a window, decoded (checked against `expect` when given).
+    public func loadKV(_ doc: DocumentRecord, window w: Int, layer l: Int, expect: TensorCodec.Shape? = nil,
+                       snapshot: RocksDB.Snapshot? = nil) throws -> TensorRecord {
+        guard let raw = try db.get("kv", Self.kvKey(doc.number, w, ratio: doc.ratio, layer: l), snapshot: snapshot) else {
+            throw StoreError.corruptRecord(document: doc.id, window: w, layer: l, reason: "KV record is missing")
+        }
+        do { return try raw.withUnsafeBytes { try TensorCodec.decode($0, expect: expect) } } catch {
+            throw StoreError.corruptRecord(document: doc.id, window: w, layer: l, reason: "\(error)")
+        }
     }
 
     /// One layer's KV record exactly as stored (for snapshots: copied byte for byte, so

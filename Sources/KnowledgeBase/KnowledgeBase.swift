@@ -174,6 +174,36 @@ public final class KnowledgeBase: @unchecked Sendable {
     /// positions i*W+1 ... (its anchors keep their offsets inside it), so a whole document in
     /// order gets exactly the positions it was encoded with.
     public func context(of windows: [(DocumentRecord, Int)], snapshot: RocksDB.Snapshot? = nil) throws -> CompressedContext {
+        try context(of: windows, snapshot: snapshot, keepTensors: true)
+    }
+
+    /// What `context(of:)` gives for a whole document, with every record read and checked as
+    /// it does, but without the tensors (keys and values are empty, one per layer): the layout a
+    /// streamed download writes first; `documentLayer` then reads the tensors a layer at a time.
+    public func layout(of doc: DocumentRecord, snapshot: RocksDB.Snapshot) throws -> CompressedContext {
+        try context(of: (0..<doc.windows).map { (doc, $0) }, snapshot: snapshot, keepTensors: false)
+    }
+
+    /// One layer of a whole document's KV, every window in order (as `context(of:)` lays it out),
+    /// from `snapshot`; each record is checked against its window's anchors x kv_dim.
+    public func documentLayer(_ doc: DocumentRecord, layer: Int, snapshot: RocksDB.Snapshot) throws -> (keys: [Float], values: [Float]) {
+        let c = model.config, W = encoder.layout.window
+        var keys: [Float] = [], values: [Float] = []
+        for w in 0..<doc.windows {
+            let (start, over) = w.multipliedReportingOverflow(by: W)
+            guard !over, start < doc.tokens, KVStore.ratios.contains(doc.ratio) else {
+                throw StoreError.corruptRecord(document: doc.id, window: w, layer: nil,
+                                               reason: "the document claims \(doc.windows) windows, \(doc.tokens) tokens and ratio \(doc.ratio)")
+            }
+            let shape = TensorCodec.Shape(rows: UniformAnchors.count(windowLength: min(W, doc.tokens - start), ratio: doc.ratio), cols: c.kvDim)
+            let r = try store.loadKV(doc, window: w, layer: layer, expect: shape, snapshot: snapshot)
+            keys += r.keys
+            values += r.values
+        }
+        return (keys, values)
+    }
+
+    func context(of windows: [(DocumentRecord, Int)], snapshot: RocksDB.Snapshot?, keepTensors: Bool) throws -> CompressedContext {
         guard let first = windows.first else { throw StoreError.invalidInput("no windows to answer from") }
         let c = model.config, W = encoder.layout.window
         var keys = [[Float]](repeating: [], count: c.layerCount), values = keys
@@ -192,7 +222,7 @@ public final class KnowledgeBase: @unchecked Sendable {
             // Checked before decoding: each record is this window's anchors x the model's kv_dim.
             let shape = TensorCodec.Shape(rows: UniformAnchors.count(windowLength: length, ratio: doc.ratio), cols: c.kvDim)
             let records = try store.loadKV(doc, window: w, layers: c.layerCount, expect: shape, snapshot: snapshot)
-            for (l, r) in records.enumerated() {
+            for (l, r) in records.enumerated() where keepTensors {
                 keys[l] += r.keys
                 values[l] += r.values
             }

@@ -207,28 +207,43 @@ public struct SafetensorsWriter {
         /// fp32 values stored as F32, F16 or BF16.
         public init(name: String, shape: [Int], floats: [Float], as dtype: SafetensorsDType = .f32) {
             precondition(floats.count == shape.reduce(1, *), "\(name): \(floats.count) values for shape \(shape)")
-            var data: Data
-            switch dtype {
-            case .f16, .bf16:
-                var half = [UInt16](repeating: 0, count: floats.count)
-                if dtype == .f16 { akv_f32_to_f16_n(floats, &half, Int64(floats.count)) } else { akv_f32_to_bf16_n(floats, &half, Int64(floats.count)) }
-                data = half.withUnsafeBytes { Data($0) }
-            default:
-                precondition(dtype == .f32, "floats can be stored as F32, F16 or BF16")
-                data = floats.withUnsafeBytes { Data($0) }
-            }
-            self.init(name: name, dtype: dtype, shape: shape, data: data)
+            self.init(name: name, dtype: dtype, shape: shape, data: SafetensorsWriter.bytes(floats, as: dtype))
         }
     }
 
-    public static func write(_ entries: [Entry], metadata: [String: String] = [:], to path: String) throws {
+    /// fp32 values as the bytes of an F32, F16 or BF16 tensor.
+    public static func bytes(_ floats: [Float], as dtype: SafetensorsDType) -> Data {
+        switch dtype {
+        case .f16, .bf16:
+            var half = [UInt16](repeating: 0, count: floats.count)
+            if dtype == .f16 { akv_f32_to_f16_n(floats, &half, Int64(floats.count)) } else { akv_f32_to_bf16_n(floats, &half, Int64(floats.count)) }
+            return half.withUnsafeBytes { Data($0) }
+        default:
+            precondition(dtype == .f32, "floats can be stored as F32, F16 or BF16")
+            return floats.withUnsafeBytes { Data($0) }
+        }
+    }
+
+    /// A tensor's name, dtype and shape: what the header says of it.
+    public struct TensorSpec: Sendable {
+        public let name: String
+        public let dtype: SafetensorsDType
+        public let shape: [Int]
+        public init(name: String, dtype: SafetensorsDType, shape: [Int]) { self.name = name; self.dtype = dtype; self.shape = shape }
+        public var byteCount: Int { shape.reduce(1, *) * dtype.size }
+    }
+
+    /// The file's first bytes (length, JSON header padded to 8 bytes) for these tensors; their
+    /// data follows in `order` (sorted by name), `dataBytes` in all. `write` writes exactly this
+    /// header, so a file streamed as header + each tensor's bytes in `order` is the same file.
+    public static func header(_ tensors: [TensorSpec], metadata: [String: String] = [:]) throws -> (bytes: Data, order: [TensorSpec], dataBytes: Int) {
         var header: [String: Any] = [:]
         if !metadata.isEmpty { header["__metadata__"] = metadata }
+        let order = tensors.sorted(by: { $0.name < $1.name })
         var offset = 0
-        for e in entries.sorted(by: { $0.name < $1.name }) {
-            precondition(e.data.count == e.shape.reduce(1, *) * e.dtype.size, "\(e.name): byte count does not match shape")
-            header[e.name] = ["dtype": e.dtype.rawValue, "shape": e.shape, "data_offsets": [offset, offset + e.data.count]]
-            offset += e.data.count
+        for t in order {
+            header[t.name] = ["dtype": t.dtype.rawValue, "shape": t.shape, "data_offsets": [offset, offset + t.byteCount]]
+            offset += t.byteCount
         }
         var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
         // Pad the header with spaces so the data section starts 8-byte aligned.
@@ -237,6 +252,14 @@ public struct SafetensorsWriter {
         var len = UInt64(json.count).littleEndian
         out.append(Data(bytes: &len, count: 8))
         out.append(json)
+        return (out, order, offset)
+    }
+
+    public static func write(_ entries: [Entry], metadata: [String: String] = [:], to path: String) throws {
+        for e in entries {
+            precondition(e.data.count == e.shape.reduce(1, *) * e.dtype.size, "\(e.name): byte count does not match shape")
+        }
+        var out = try header(entries.map { TensorSpec(name: $0.name, dtype: $0.dtype, shape: $0.shape) }, metadata: metadata).bytes
         for e in entries.sorted(by: { $0.name < $1.name }) { out.append(e.data) }
         try AtomicFile.write(out, to: path)
     }

@@ -39,12 +39,19 @@ public struct CompressedContext: Sendable, Equatable {
 
     /// Checks the invariants a decoder relies on; a KV file or store record that breaks them is rejected.
     public func validate() throws {
+        try validateLayout()
         let n = positions.count
-        guard n > 0 else { throw SACError.invalidInput("a compressed context needs at least one anchor") }
-        guard keys.count == values.count, !keys.isEmpty else { throw SACError.invalidInput("keys and values need the same number of layers (> 0)") }
         guard keys.allSatisfy({ $0.count == n * kvDim }), values.allSatisfy({ $0.count == n * kvDim }) else {
             throw SACError.invalidInput("every layer needs \(n) x \(kvDim) keys and values")
         }
+    }
+
+    /// The invariants that do not involve the tensors: anchors, layers, window counts, positions
+    /// (a layout without its tensors, as a streamed KV download has before its first byte, passes).
+    public func validateLayout() throws {
+        let n = positions.count
+        guard n > 0 else { throw SACError.invalidInput("a compressed context needs at least one anchor") }
+        guard keys.count == values.count, !keys.isEmpty else { throw SACError.invalidInput("keys and values need the same number of layers (> 0)") }
         guard windowAnchorCounts.reduce(0, +) == n else { throw SACError.invalidInput("window anchor counts do not add up to \(n)") }
         guard positions.allSatisfy({ $0 >= 0 && Int($0) <= contextLength }) else {
             throw SACError.invalidInput("anchor positions must lie in 0...\(contextLength)")

@@ -20,6 +20,42 @@ public enum KVFile {
             entries.append(.init(name: "layer\(l).k", shape: shape, floats: ctx.keys[l], as: dtype.safetensors))
             entries.append(.init(name: "layer\(l).v", shape: shape, floats: ctx.values[l], as: dtype.safetensors))
         }
+        try SafetensorsWriter.write(entries, metadata: metadata(ctx, extra: extra), to: path)
+    }
+
+    /// A tensor of a KV file: layer `layer`'s keys or values.
+    public struct Tensor: Sendable {
+        public let layer: Int
+        public let isKey: Bool
+        public let byteCount: Int
+    }
+
+    /// What `write` would put before the tensors of `layout` (a context whose keys and values
+    /// may be empty: only its layer count, anchors, positions and fingerprints are used), the
+    /// tensors in the order their data follows, and the file's size. Streamed as header + each
+    /// tensor's bytes (`SafetensorsWriter.bytes` of its floats) in that order, it is the file
+    /// `write` makes of the full context, byte for byte.
+    public static func header(_ layout: CompressedContext, dtype: DType = .f16, extra: [String: String] = [:]) throws
+        -> (bytes: Data, tensors: [Tensor], fileBytes: Int) {
+        try layout.validateLayout()
+        let shape = [layout.anchorCount, layout.kvDim]
+        var specs: [SafetensorsWriter.TensorSpec] = [], which: [String: (Int, Bool)] = [:]
+        for l in 0..<layout.layerCount {
+            for isKey in [true, false] {
+                let name = "layer\(l).\(isKey ? "k" : "v")"
+                specs.append(.init(name: name, dtype: dtype.safetensors, shape: shape))
+                which[name] = (l, isKey)
+            }
+        }
+        let h = try SafetensorsWriter.header(specs, metadata: metadata(layout, extra: extra))
+        let tensors = h.order.map { Tensor(layer: which[$0.name]!.0, isKey: which[$0.name]!.1, byteCount: $0.byteCount) }
+        return (h.bytes, tensors, h.bytes.count + h.dataBytes)
+    }
+
+    /// The bytes of one tensor of a KV file with `dtype` (what `write` stores for these floats).
+    public static func tensorBytes(_ floats: [Float], dtype: DType) -> Data { SafetensorsWriter.bytes(floats, as: dtype.safetensors) }
+
+    static func metadata(_ ctx: CompressedContext, extra: [String: String]) -> [String: String] {
         var md = extra
         md["format"] = formatName
         md["format_version"] = formatVersion
@@ -32,7 +68,7 @@ public enum KVFile {
         md["base_model"] = ctx.modelFingerprint
         md["adapter"] = ctx.adapterFingerprint ?? ""
         md["anchor_selection"] = ctx.selection
-        try SafetensorsWriter.write(entries, metadata: md, to: path)
+        return md
     }
 
     /// True when the file starts like a KV file (used to tell KV files from text contexts).
