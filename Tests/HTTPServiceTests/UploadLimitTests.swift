@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
@@ -180,4 +181,78 @@ final class UploadLimitTests: XCTestCase {
             XCTAssertThrowsError(try b.validate())
         }
     }
+
+    /// Over a real socket: the server's own request body (NIO's) stops at the limit or the timeout
+    /// while the client is still sending, and the answer goes out.
+    func testLiveServerRefusesStalledAndOversizeUploadsMidBody() async throws {
+        let (f, tmp) = try fixture { $0.maxSnapshotBytes = 4096; $0.uploadIdleTimeout = 0.5 }
+        try await f.app.test(.live) { client in
+            let port = try XCTUnwrap(client.port)
+            // Content-Length promises 4000 bytes (under the limit); 10 come, then nothing.
+            let stalled = try RawHTTP(port: port)
+            try stalled.send("POST /v1/snapshots/import HTTP/1.1\r\nHost: x\r\nContent-Length: 4000\r\n\r\n0123456789")
+            let t0 = ContinuousClock.now
+            let answer = try stalled.readHead()
+            XCTAssertTrue(answer.hasPrefix("HTTP/1.1 408"), answer)
+            XCTAssertTrue(answer.contains("upload_timeout"), answer)
+            XCTAssertLessThan((ContinuousClock.now - t0).seconds, 10)
+            stalled.close()
+            // Chunked, no Content-Length: refused once more than 4096 bytes came, the rest unsent.
+            let chunked = try RawHTTP(port: port)
+            try chunked.send("POST /v1/snapshots/import HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+            for _ in 0..<3 { try chunked.send("800\r\n" + String(repeating: "A", count: 2048) + "\r\n") }
+            let over = try chunked.readHead()
+            XCTAssertTrue(over.hasPrefix("HTTP/1.1 413"), over)
+            XCTAssertTrue(over.contains("payload_too_large"), over)
+            chunked.close()
+            let left = { try FileManager.default.contentsOfDirectory(atPath: tmp) }
+            for _ in 0..<100 where (try? left())?.isEmpty == false { try await Task.sleep(for: .milliseconds(20)) }
+            XCTAssertEqual(try left(), [], "the partial files are removed")
+            XCTAssertEqual(f.service.uploadSlots.usage.busy, 0)
+        }
+    }
+}
+
+/// A blocking loopback TCP connection for requests the test clients cannot make (partial bodies).
+final class RawHTTP {
+    let fd: Int32
+
+    init(port: Int) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw POSIXError(.EIO) }
+        var timeout = timeval(tv_sec: 15, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        guard rc == 0 else { Glibc.close(fd); throw POSIXError(.ECONNREFUSED) }
+    }
+
+    func send(_ text: String) throws {
+        let bytes = Array(text.utf8)
+        var sent = 0
+        while sent < bytes.count {
+            let n = bytes[sent...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            guard n > 0 else { throw POSIXError(.EPIPE) }
+            sent += n
+        }
+    }
+
+    /// Reads until the connection closes, the read times out, or a whole JSON body arrived.
+    func readHead() throws -> String {
+        var data = [UInt8]()
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { break }
+            data += buffer[0..<n]
+            let text = String(decoding: data, as: UTF8.self)
+            if text.contains("\r\n\r\n"), text.hasSuffix("}") { break }
+        }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    func close() { Glibc.close(fd) }
 }
