@@ -69,7 +69,7 @@ struct IngestCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ingest",
         abstract: "Compress documents into the store (text/markdown files, folders, JSONL with id/text/title).",
-        discussion: "Each document is one atomic write. Unchanged documents are skipped once their stored copy checks whole (every record's checksum and shape); a damaged one is encoded again (repaired). Changed ones replace the old version. Empty, binary or non-UTF-8 inputs are reported and skipped. One line per document on stdout; progress and the summary on stderr.")
+        discussion: "Each document is one atomic write. Unchanged documents are skipped once their stored copy checks whole (every record's checksum and shape); a damaged one is encoded again (repaired). Changed ones replace the old version. Empty, binary or non-UTF-8 inputs are reported and skipped. One line per document on stdout; progress and the summary on stderr.\n\nExit status: 0 when every document was stored (or already was); 1 when a document failed, a path named on the command line could not be read, or no document was found at all.")
 
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var storeOptions: StoreOptions
@@ -121,7 +121,11 @@ struct IngestCommand: ParsableCommand {
                                    docs.count, counts[.added] ?? 0, counts[.replaced] ?? 0, counts[.unchanged] ?? 0, counts[.repaired] ?? 0, skipped.count, failed.count,
                                    windows, tokens, bytes, tokens > 0 ? Double(bytes) / Double(tokens) : 0, seconds,
                                    seconds > 0 ? Double(tokens) / seconds : 0, kb.ratio))
-        if !failed.isEmpty { throw ExitCode(1) }
+        // A path the user named that could not be read, or nothing to ingest at all, is a failed
+        // run: scripts must not take "0 documents" for success.
+        let unreadable = skipped.filter { paths.contains($0.origin) }
+        if docs.isEmpty { StandardError.write("error: no document found in \(paths.joined(separator: ", "))\n") }
+        if !failed.isEmpty || !unreadable.isEmpty || docs.isEmpty { throw ExitCode(1) }
     }
 }
 

@@ -122,6 +122,42 @@ final class CrashTests: XCTestCase {
         XCTAssertTrue(okText.contains("1 added"), okText)
     }
 
+    /// `anchorkv ingest` of a missing path, or of a folder with no document, exits 1; a readable
+    /// document next to a missing path is stored, and the run still exits 1.
+    func testIngestOfNothingOrOfAMissingPathFails() throws {
+        _ = try DefaultModel.load()
+        let binary = try CLIBinary.url()
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("akv-exit-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir.appendingPathComponent("empty"), withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let doc = dir.appendingPathComponent("bees.md")
+        try "Honey bees live in colonies with one queen and many workers.".write(to: doc, atomically: true, encoding: .utf8)
+        func ingest(_ paths: [String]) throws -> (Int32, String) {
+            let p = Process()
+            p.executableURL = binary
+            p.arguments = ["ingest", "--store", dir.appendingPathComponent("store").path, "--no-adapter", "--ratio", "5"] + paths
+            let err = Pipe()
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = err
+            try p.run()
+            let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            p.waitUntilExit()
+            return (p.terminationStatus, text)
+        }
+        let missing = dir.appendingPathComponent("no-such-file.md").path
+        let (s1, t1) = try ingest([missing])
+        XCTAssertEqual(s1, 1, t1)
+        XCTAssertTrue(t1.contains("no document found"), t1)
+        let (s2, t2) = try ingest([dir.appendingPathComponent("empty").path])
+        XCTAssertEqual(s2, 1, t2)
+        let (s3, t3) = try ingest([doc.path, missing])
+        XCTAssertEqual(s3, 1, t3)
+        XCTAssertTrue(t3.contains("1 added"), t3)
+        let (s4, t4) = try ingest([doc.path])
+        XCTAssertEqual(s4, 0, t4)
+        XCTAssertTrue(t4.contains("1 unchanged"), t4)
+    }
+
     func testKilledIngestLeavesOnlyWholeDocuments() throws {
         let model = try DefaultModel.load()
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../..").standardized
