@@ -44,18 +44,7 @@ final class CrashTests: XCTestCase {
         try "Honey bees live in colonies with one queen. Karl von Frisch decoded the waggle dance.".write(to: doc, atomically: true, encoding: .utf8)
         let storePath = dir.appendingPathComponent("store").path
         func run(_ args: [String]) throws -> (status: Int32, out: String, err: String) {
-            let p = Process()
-            p.executableURL = binary
-            p.arguments = args + ["--store", storePath, "--no-adapter", "--ratio", "5"]
-            p.currentDirectoryURL = CLIBinary.root
-            let out = Pipe(), err = Pipe()
-            p.standardOutput = out
-            p.standardError = err
-            try p.run()
-            let e = err.fileHandleForReading.readDataToEndOfFile()
-            let o = out.fileHandleForReading.readDataToEndOfFile()
-            p.waitUntilExit()
-            return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+            try runCLI(binary, args + ["--store", storePath, "--no-adapter", "--ratio", "5"])
         }
         let query = ["query", "Who decoded the waggle dance?", "--doc", "bees.md", "--max-tokens", "4"]
         let first = try run(["ingest", doc.path])
@@ -100,16 +89,8 @@ final class CrashTests: XCTestCase {
             let cfg: [String: Any] = ["model": LlamaModel.defaultModelPath(), "store": dir.appendingPathComponent("store").path, "ingest": ingest]
             let file = dir.appendingPathComponent("config/anchorkv.json")
             try JSONSerialization.data(withJSONObject: cfg).write(to: file)
-            let p = Process()
-            p.executableURL = binary
-            p.arguments = ["ingest", "--config", file.path, "--no-adapter", "--ratio", "5", doc.path]
-            let err = Pipe()
-            p.standardOutput = FileHandle.nullDevice
-            p.standardError = err
-            try p.run()
-            let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            p.waitUntilExit()
-            return (p.terminationStatus, text)
+            let r = try runCLI(binary, ["ingest", "--config", file.path, "--no-adapter", "--ratio", "5", doc.path])
+            return (r.status, r.err)
         }
         let (status, text) = try run(["max_document_tokens": 8])
         XCTAssertEqual(status, 1, text)
@@ -133,16 +114,8 @@ final class CrashTests: XCTestCase {
         let doc = dir.appendingPathComponent("bees.md")
         try "Honey bees live in colonies with one queen and many workers.".write(to: doc, atomically: true, encoding: .utf8)
         func ingest(_ paths: [String]) throws -> (Int32, String) {
-            let p = Process()
-            p.executableURL = binary
-            p.arguments = ["ingest", "--store", dir.appendingPathComponent("store").path, "--no-adapter", "--ratio", "5"] + paths
-            let err = Pipe()
-            p.standardOutput = FileHandle.nullDevice
-            p.standardError = err
-            try p.run()
-            let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            p.waitUntilExit()
-            return (p.terminationStatus, text)
+            let r = try runCLI(binary, ["ingest", "--store", dir.appendingPathComponent("store").path, "--no-adapter", "--ratio", "5"] + paths)
+            return (r.status, r.err)
         }
         let missing = dir.appendingPathComponent("no-such-file.md").path
         let (s1, t1) = try ingest([missing])
@@ -227,4 +200,20 @@ final class CrashTests: XCTestCase {
         XCTAssertEqual(try store.lexStats().windows, windows, "index statistics match the documents")
         XCTAssertEqual(try store.db.keys("windows", prefix: []).count, windows, "no window without its document")
     }
+}
+
+/// Runs the CLI binary from the repository root to its exit: status, stdout, stderr.
+private func runCLI(_ binary: URL, _ args: [String]) throws -> (status: Int32, out: String, err: String) {
+    let p = Process()
+    p.executableURL = binary
+    p.arguments = args
+    p.currentDirectoryURL = CLIBinary.root
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    try p.run()
+    let e = err.fileHandleForReading.readDataToEndOfFile()
+    let o = out.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
 }
