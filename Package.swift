@@ -11,6 +11,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "anchorkv", targets: ["anchorkv"]),
+        .executable(name: "anchorkv-bench", targets: ["anchorkv-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -51,20 +52,31 @@ let package = Package(
         .target(name: "Evaluation", dependencies: ["SAC", "LLM"], swiftSettings: swiftFast),
         // Snapshot files: streamed export from a RocksDB snapshot, verified atomic import.
         .target(name: "Snapshots", dependencies: ["KVStore", "Digest"], swiftSettings: swiftFast),
-        // The HTTP service (Hummingbird 2): routes, auth, limits, jobs, Prometheus metrics.
+        // The application: opens a knowledge base from the layered configuration (one adapter
+        // catalogue) and holds every use case; Codable results and one error type for its faces.
+        .target(name: "AnchorKVCore", dependencies: ["KnowledgeBase", "Snapshots", "KVStore", "SAC", "LLM", "Tokenizer", "Digest"],
+                swiftSettings: swiftFast),
+        // The HTTP face of the core (Hummingbird 2): routes, auth, limits, jobs, Prometheus metrics.
         .target(name: "HTTPService",
-                dependencies: ["KnowledgeBase", "KVStore", "SAC", "LLM", "Tokenizer", "Snapshots",
+                dependencies: ["AnchorKVCore",
                                .product(name: "Hummingbird", package: "hummingbird"),
                                .product(name: "Prometheus", package: "swift-prometheus"),
                                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                                .product(name: "Logging", package: "swift-log"),
                                .product(name: "NIOCore", package: "swift-nio")]),
+        // The command-line face of the core: what users run.
         .executableTarget(
             name: "anchorkv",
-            dependencies: ["LLM", "SAC", "KVStore", "KnowledgeBase", "Snapshots", "Evaluation", "HTTPService",
+            dependencies: ["AnchorKVCore", "HTTPService",
                            .product(name: "Hummingbird", package: "hummingbird"),
                            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                            .product(name: "Logging", package: "swift-log"),
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: swiftFast),
+        // Benchmarks and the answer-quality evaluation (developer tools, against the engine directly).
+        .executableTarget(
+            name: "anchorkv-bench",
+            dependencies: ["AnchorKVCore", "LLM", "SAC", "KVStore", "KnowledgeBase", "Snapshots", "Evaluation",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftFast),
 
@@ -78,7 +90,7 @@ let package = Package(
         .testTarget(name: "KnowledgeBaseTests", dependencies: ["KnowledgeBase", "KVStore", "SAC", "LLM", "TestSupport"]),
         .testTarget(name: "SnapshotTests", dependencies: ["Snapshots", "KnowledgeBase", "KVStore", "SAC", "LLM", "TestSupport"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "SAC", "LLM", "TestSupport"]),
-        .testTarget(name: "HTTPServiceTests", dependencies: ["HTTPService", "KnowledgeBase", "KVStore", "LLM", "SAC", "Snapshots", "TestSupport",
+        .testTarget(name: "HTTPServiceTests", dependencies: ["HTTPService", "AnchorKVCore", "KnowledgeBase", "KVStore", "LLM", "SAC", "Snapshots", "TestSupport",
                                                              .product(name: "Hummingbird", package: "hummingbird"),
                                                              .product(name: "HummingbirdTesting", package: "hummingbird"),
                                                              .product(name: "Logging", package: "swift-log"),

@@ -1,10 +1,7 @@
+import AnchorKVCore
 import Foundation
 import Hummingbird
-import KVStore
-import LLM
 import NIOCore
-import SAC
-import Snapshots
 
 /// An error answered as JSON: `{"error": {"status": 400, "code": "invalid_input", "message": "..."}}`.
 public struct APIError: Error, HTTPResponseError, CustomStringConvertible, Sendable {
@@ -51,26 +48,27 @@ public struct APIError: Error, HTTPResponseError, CustomStringConvertible, Senda
             return APIError(.contentTooLarge, "payload_too_large", "the request body is larger than the limit")
         case let e as DecodingError:
             return APIError(.badRequest, "invalid_json", describe(e))
-        case let e as StoreError:
-            switch e {
-            case .invalidInput: return APIError(.badRequest, "invalid_input", e.description)
-            case .corrupt, .corruptRecord: return APIError(.internalServerError, "corrupt_record", e.description)
-            default: return APIError(.internalServerError, "store_error", e.description)
-            }
-        case let e as SACError:
-            if case .invalidInput = e { return APIError(.badRequest, "invalid_input", e.description) }
-            return APIError(.internalServerError, "model_error", e.description)
-        case let e as LLMError:
-            switch e {
-            case .invalidInput, .contextOverflow: return APIError(.badRequest, "invalid_input", e.description)
-            default: return APIError(.internalServerError, "model_error", e.description)
-            }
-        case let e as SnapshotError:
-            return from(snapshot: e)
+        case let e as CoreError:
+            return from(core: e)
         case is CancellationError:
             return APIError(.serviceUnavailable, "cancelled", "the request was cancelled (the service is shutting down)")
         default:
-            return APIError(.internalServerError, "internal", "\(error)")
+            return from(core: CoreError.from(error))
+        }
+    }
+
+    /// The application's errors by kind: bad input is 4xx, the store's own trouble 5xx.
+    static func from(core e: CoreError) -> APIError {
+        switch e.kind {
+        case .invalidInput, .invalidConfig: return APIError(.badRequest, e.kind.rawValue, e.message)
+        case .invalidSnapshot: return APIError(.badRequest, "invalid_snapshot", e.message)
+        case .notFound: return APIError(.notFound, "not_found", e.message)
+        case .conflict: return APIError(.conflict, "conflict", e.message)
+        case .modelMismatch: return APIError(.conflict, "model_mismatch", e.message)
+        case .unavailable: return APIError(.serviceUnavailable, "unavailable", e.message, headers: [.retryAfter: "1"])
+        case .timeout: return APIError(.gatewayTimeout, "timeout", e.message)
+        case .corrupt: return APIError(.internalServerError, "corrupt_record", e.message)
+        case .internalError: return APIError(.internalServerError, "internal", e.message)
         }
     }
 

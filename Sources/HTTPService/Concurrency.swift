@@ -1,3 +1,4 @@
+import AnchorKVCore
 import Foundation
 import Synchronization
 
@@ -88,29 +89,6 @@ final class AsyncSemaphore: Sendable {
         defer { release() }
         return try await body()
     }
-}
-
-/// A flag that blocking work polls to stop early (deadline passed, client gone, shutdown).
-public final class StopFlag: Sendable {
-    private let stopped = Atomic<Bool>(false)
-    private let reason = Mutex<String?>(nil)
-    public let deadline: ContinuousClock.Instant?
-
-    public init(deadline: ContinuousClock.Instant? = nil) { self.deadline = deadline }
-
-    public func stop(_ why: String) {
-        reason.withLock { if $0 == nil { $0 = why } }
-        stopped.store(true, ordering: .releasing)
-    }
-
-    /// True once stopped, or once the deadline has passed.
-    public var shouldStop: Bool {
-        if stopped.load(ordering: .acquiring) { return true }
-        if let d = deadline, ContinuousClock.now >= d { stop("timeout"); return true }
-        return false
-    }
-
-    public var why: String? { reason.withLock { $0 } }
 }
 
 /// Runs blocking work (model forward passes, RocksDB scans) on a thread of its own, so the

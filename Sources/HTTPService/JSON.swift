@@ -1,3 +1,4 @@
+import AnchorKVCore
 import Foundation
 import Hummingbird
 import NIOCore
@@ -72,6 +73,11 @@ public enum JSONValue: Sendable, Equatable, Codable, ExpressibleByStringLiteral,
     static func optional(_ d: Double?) -> JSONValue { d.map { .double($0) } ?? .null }
 
     /// Compact JSON text with sorted keys.
+    /// A Codable result of the core as JSON (the encoding `anchorkv --json` prints).
+    public init(encoding value: some Encodable) {
+        self = (try? Results.encoder.encode(value)).flatMap { try? JSONDecoder().decode(JSONValue.self, from: $0) } ?? .null
+    }
+
     public func encoded() -> Data {
         let e = JSONEncoder()
         e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]

@@ -1,6 +1,6 @@
 import Foundation
 import Hummingbird
-import KVStore
+import AnchorKVCore
 import Prometheus
 
 /// The service's Prometheus metrics (GET /metrics, text exposition format 0.0.4). One registry
@@ -63,25 +63,12 @@ public final class ServiceMetrics: Sendable {
     }
 
     /// Store gauges, refreshed when /metrics is scraped.
-    func refreshStore(_ store: KVStore) throws {
-        var docs = 0, tokens = 0, bytes = 0
-        for d in try store.documents() { docs += 1; tokens += d.tokens; bytes += d.kvBytes }
-        storeDocuments.set(Double(docs))
-        storeTokens.set(Double(tokens))
-        storeKVBytes.set(Double(bytes))
-        storeBytesPerToken.set(tokens > 0 ? Double(bytes) / Double(tokens) : 0)
-        storeDiskBytes.set(Double(Self.folderBytes(store.path)))
-    }
-
-    static func folderBytes(_ path: String) -> Int {
-        let fm = FileManager.default
-        guard let names = fm.enumerator(atPath: path) else { return 0 }
-        var total = 0
-        for case let name as String in names {
-            if let a = try? fm.attributesOfItem(atPath: (path as NSString).appendingPathComponent(name)),
-               a[.type] as? FileAttributeType == .typeRegular, let n = a[.size] as? Int { total += n }
-        }
-        return total
+    func refreshStore(_ s: StoreStats) {
+        storeDocuments.set(Double(s.documents))
+        storeTokens.set(Double(s.tokens))
+        storeKVBytes.set(Double(s.kvBytes))
+        storeBytesPerToken.set(s.bytesPerToken)
+        storeDiskBytes.set(Double(s.diskBytes))
     }
 
     public func exposition() -> [UInt8] { registry.emitToBuffer() }

@@ -1,12 +1,8 @@
+import AnchorKVCore
 import Foundation
-import Tokenizer
 import Hummingbird
-import KVStore
-import KnowledgeBase
-import LLM
 import Logging
 import NIOCore
-import SAC
 
 /// Builds the router and the application of `anchorkv serve` (endpoints in docs/http-api.md).
 public enum AnchorKVServer {
@@ -36,9 +32,9 @@ public enum AnchorKVServer {
         router.get("/metrics") { _, _ in try await h.metrics() }
         router.get("/v1/stats") { _, _ in try await h.stats() }
         router.post("/v1/documents") { req, _ in try await h.ingest(req) }
-        router.get("/v1/documents") { req, _ in try h.list(req) }
-        router.get("/v1/documents/{id}") { req, ctx in try h.get(req, id: try Handlers.id(ctx)) }
-        router.delete("/v1/documents/{id}") { _, ctx in try h.delete(id: try Handlers.id(ctx)) }
+        router.get("/v1/documents") { req, _ in try await h.list(req) }
+        router.get("/v1/documents/{id}") { req, ctx in try await h.get(req, id: try Handlers.id(ctx)) }
+        router.delete("/v1/documents/{id}") { _, ctx in try await h.delete(id: try Handlers.id(ctx)) }
         router.get("/v1/documents/{id}/kv") { req, ctx in try await h.kv(req, id: try Handlers.id(ctx)) }
         router.post("/v1/query") { req, _ in try await h.query(req) }
         router.post("/v1/snapshots") { req, _ in try await h.exportSnapshot(req) }
@@ -56,7 +52,7 @@ public enum AnchorKVServer {
 struct Handlers: Sendable {
     let service: AnchorService
     var config: ServiceConfig { service.config }
-    var kb: KnowledgeBase { service.kb }
+    var core: KnowledgeService { service.core }
 
     /// The `{id}` path parameter, percent-decoded (ids may contain '/', sent as %2F).
     static func id(_ context: AnchorKVServer.Context) throws -> String {
@@ -85,27 +81,24 @@ struct Handlers: Sendable {
 
     func metrics() async throws -> Response {
         let service = self.service
-        try await runBlocking(name: "anchorkv-metrics") { try service.metrics.refreshStore(service.kb.store) }
+        let stats = try await runBlocking(name: "anchorkv-metrics") { try service.core.stats() }
+        service.metrics.refreshStore(stats)
         let text = service.metrics.exposition()
         return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                         body: .init(byteBuffer: ByteBuffer(bytes: text)))
     }
 
     func stats() async throws -> Response {
-        let kb = self.kb
-        let (docs, lex, disk) = try await runBlocking(name: "anchorkv-stats") {
-            (try kb.store.documents(), try kb.store.lexStats(), ServiceMetrics.folderBytes(kb.store.path))
-        }
-        let tokens = docs.reduce(0) { $0 + $1.tokens }, bytes = docs.reduce(0) { $0 + $1.kvBytes }
+        let core = self.core
+        let st = try await runBlocking(name: "anchorkv-stats") { try core.stats() }
         let q = service.querySlots.usage, i = service.ingestLane.usage
-        let m = kb.store.manifest
         return .json([
-            "store": ["path": .string(kb.store.path), "documents": .int(docs.count), "windows": .int(lex.windows), "tokens": .int(tokens),
-                      "anchors": .int(docs.reduce(0) { $0 + $1.anchors }), "kv_bytes": .int(bytes),
-                      "bytes_per_token": .double(tokens > 0 ? Double(bytes) / Double(tokens) : 0), "disk_bytes": .int(disk),
-                      "dtype": .string(m.dtype), "adapters": .object(m.adapters.mapValues { .string($0) })],
-            "model": ["name": .string(m.modelName), "fingerprint": .string(m.modelFingerprint)],
-            "ingest": ["ratio": .int(kb.ratio), "adapter": .string(kb.adapter?.fingerprint ?? "none"), "busy": .int(i.busy), "queued": .int(i.queued)],
+            "store": ["path": .string(st.store), "documents": .int(st.documents), "windows": .int(st.windows), "tokens": .int(st.tokens),
+                      "anchors": .int(st.anchors), "kv_bytes": .int(st.kvBytes), "bytes_per_token": .double(st.bytesPerToken),
+                      "disk_bytes": .int(st.diskBytes), "dtype": .string(st.dtype), "adapters": .object(st.adapters.mapValues { JSONValue.string($0) })],
+            "model": ["name": .string(st.model), "fingerprint": .string(st.modelFingerprint)],
+            "ingest": ["ratio": .int(core.ratio), "adapter": .string(core.adapterFingerprint), "window": .int(core.window),
+                       "busy": .int(i.busy), "queued": .int(i.queued)],
             "queries": ["capacity": .int(service.querySlots.capacity), "busy": .int(q.busy), "queued": .int(q.queued)],
             "jobs": ["active": .int(service.jobs.active)],
             "uptime_s": .double(service.uptimeSeconds),
@@ -114,15 +107,8 @@ struct Handlers: Sendable {
 
     // MARK: documents
 
-    static func describe(_ d: DocumentRecord) -> JSONValue {
-        ["id": .string(d.id), "title": .string(d.title), "source": .string(d.source), "ratio": .int(d.ratio),
-         "adapter": .string(d.adapter ?? "none"), "windows": .int(d.windows), "tokens": .int(d.tokens), "anchors": .int(d.anchors),
-         "kv_bytes": .int(d.kvBytes), "bytes_per_token": .double(d.tokens > 0 ? Double(d.kvBytes) / Double(d.tokens) : 0),
-         "content_sha256": .string(d.contentHash), "ingested_at": .string(d.ingestedAt)]
-    }
-
     /// One document of an ingest body: id, text, optional title and source.
-    func parseDocument(_ v: JSONValue, path: String) throws -> SourceDocument {
+    func parseDocument(_ v: JSONValue, path: String) throws -> IngestDocument {
         guard let o = v.object else { throw APIError.badRequest("'\(path)' must be an object with id and text") }
         var f = Fields(o, path: path)
         let id = try f.string("id", required: true, maxBytes: 512)!
@@ -135,35 +121,25 @@ struct Handlers: Sendable {
         let title = try f.string("title", maxBytes: 1024) ?? id
         let source = try f.string("source", maxBytes: 1024) ?? "http"
         try f.rejectUnknown()
-        return SourceDocument(id: id, title: title, text: text, origin: source)
+        return IngestDocument(id: id, title: title, text: text, origin: source)
     }
 
-    static func ingestJSON(_ items: [AnchorService.IngestItem], kb: KnowledgeBase) -> JSONValue {
-        var counts: [String: Int] = [:]
-        var tokens = 0, bytes = 0, seconds = 0.0
-        let docs: [JSONValue] = items.map { it in
-            counts[it.status, default: 0] += 1
-            var o: [String: JSONValue] = ["id": .string(it.id), "status": .string(it.status)]
-            if let r = it.record {
-                o["windows"] = .int(r.windows); o["tokens"] = .int(r.tokens); o["anchors"] = .int(r.anchors); o["kv_bytes"] = .int(r.kvBytes)
-                o["bytes_per_token"] = .double(r.tokens > 0 ? Double(r.kvBytes) / Double(r.tokens) : 0)
-                o["seconds"] = .double(it.seconds)
-                if it.status != "unchanged" { tokens += r.tokens; bytes += r.kvBytes; seconds += it.seconds }
-            }
-            if let e = it.error { o["error"] = e.json }
-            return .object(o)
-        }
-        var summary: [String: JSONValue] = ["tokens": .int(tokens), "kv_bytes": .int(bytes), "seconds": .double(seconds),
-                                            "tokens_per_second": .double(seconds > 0 ? Double(tokens) / seconds : 0)]
-        for s in ["added", "replaced", "unchanged", "repaired", "failed", "not_attempted"] { summary[s] = .int(counts[s] ?? 0) }
-        return ["documents": .array(docs), "summary": .object(summary), "ratio": .int(kb.ratio), "adapter": .string(kb.adapter?.fingerprint ?? "none")]
+    /// The core's ingest report, each failure's error with its HTTP status.
+    static func ingestJSON(_ report: IngestReport) -> JSONValue {
+        guard case .object(var o) = JSONValue(encoding: report) else { return .null }
+        o["documents"] = .array(zip(report.items, o["documents"]?.array ?? []).map { item, v in
+            guard let e = item.error, case .object(var d) = v else { return v }
+            d["error"] = APIError.from(core: e).json
+            return .object(d)
+        })
+        return .object(o)
     }
 
     /// POST /v1/documents: `{"id", "text", "title"?}` or `{"documents": [...], "async"?: bool}`.
     func ingest(_ request: Request) async throws -> Response {
         let arrival = ContinuousClock.now
         let obj = try JSONValue.parseObject(try await Self.body(request, limit: config.maxBodyBytes))
-        var docs: [SourceDocument] = []
+        var docs: [IngestDocument] = []
         var background = false
         if obj["documents"] != nil {
             var f = Fields(obj)
@@ -182,34 +158,35 @@ struct Handlers: Sendable {
         for d in docs where !seen.insert(d.id).inserted { throw APIError.badRequest("document id '\(d.id)' appears twice in the request") }
         guard !service.isShuttingDown else { throw APIError.shuttingDown }
 
-        let service = self.service, kb = self.kb
+        let service = self.service
         if background {
             let ids = docs
             let job: JobStatus
             do {
                 job = try service.jobs.start(kind: "ingest", exclusive: false, parameters: ["documents": .int(docs.count)]) { handle in
-                    let items = try await service.ingest(ids, deadline: .now + .seconds(86400), progress: { i, id in
+                    let report = try await service.ingest(ids, deadline: .now + .seconds(86400), progress: { i, id in
                         handle.report(done: i, total: ids.count, message: id.isEmpty ? "done" : "ingesting \(id)")
                     }, stop: handle.flag)
-                    return Self.ingestJSON(items, kb: kb)
+                    return Self.ingestJSON(report)
                 }
             } catch let r as JobRegistry.Refused {
                 throw r.conflict ? APIError(.conflict, "conflict", r.reason) : APIError.shuttingDown
             }
             return .json(["job": job.json], status: .accepted, headers: [.location: "/v1/jobs/\(job.id)"])
         }
-        let items = try await service.ingest(docs, deadline: arrival + .nanoseconds(Int64(config.ingestTimeout * 1e9)))
+        let report = try await service.ingest(docs, deadline: arrival + .nanoseconds(Int64(config.ingestTimeout * 1e9)))
         // Nothing stored and something failed: answer with the first failure's status.
-        if !items.contains(where: { $0.record != nil }), let first = items.first(where: { $0.status == "failed" })?.error {
-            var e = first
+        let items = report.items
+        if !items.contains(where: { $0.document != nil }), let first = items.first(where: { $0.status == .failed })?.error {
+            var e = APIError.from(core: first)
             if items.count > 1 { e.message = "no document was stored; the first failure: \(first.message)" }
             throw e
         }
-        return .json(Self.ingestJSON(items, kb: kb))
+        return .json(Self.ingestJSON(report))
     }
 
     /// GET /v1/documents?limit=&offset=
-    func list(_ request: Request) throws -> Response {
+    func list(_ request: Request) async throws -> Response {
         let q = request.uri.queryParameters
         func int(_ name: String, _ def: Int, _ range: ClosedRange<Int>) throws -> Int {
             guard let s = q.get(name) else { return def }
@@ -217,23 +194,18 @@ struct Handlers: Sendable {
             return v
         }
         let limit = try int("limit", 1000, 1...10000), offset = try int("offset", 0, 0...Int(Int32.max))
-        let docs = try kb.store.documents()
-        let page = docs.dropFirst(offset).prefix(limit)
-        return .json(["documents": .array(page.map(Self.describe)), "total": .int(docs.count), "limit": .int(limit), "offset": .int(offset)])
+        let core = self.core
+        return .json(JSONValue(encoding: try await runBlocking(name: "anchorkv-read") { try core.documents(limit: limit, offset: offset) }))
     }
 
     /// GET /v1/documents/{id}?windows=true
-    func get(_ request: Request, id: String) throws -> Response {
-        let d = try service.document(id)
-        var o = Self.describe(d).object!
-        if request.uri.queryParameters.get("windows") == "true" {
-            o["window_texts"] = .array(try (0..<d.windows).map { .string(try kb.store.window(d, $0).text) })
-        }
-        return .json(.object(o))
+    func get(_ request: Request, id: String) async throws -> Response {
+        let windows = try Self.flag(request.uri.queryParameters.get("windows"), name: "windows")
+        return .json(JSONValue(encoding: try await service.document(id, windows: windows)))
     }
 
-    func delete(id: String) throws -> Response {
-        try service.delete(id)
+    func delete(id: String) async throws -> Response {
+        try await service.delete(id)
         return .json(["deleted": .string(id)])
     }
 
@@ -242,79 +214,36 @@ struct Handlers: Sendable {
         let q = request.uri.queryParameters
         let format = q.get("format") ?? "safetensors"
         guard ["safetensors", "json"].contains(format) else { throw APIError.badRequest("format must be safetensors or json, not '\(format)'") }
-        let dtypeName = q.get("dtype") ?? "f16"
-        guard let dtype = KVFile.DType(rawValue: dtypeName) else { throw APIError.badRequest("dtype must be f16 or f32, not '\(dtypeName)'") }
+        let dtype = q.get("dtype") ?? "f16"
         let withData = (q.get("data") ?? "true") != "false"
+        let core = self.core
         if format == "json" {
-            let (doc, ctx) = try await service.documentKV(id)
-            var o = layoutJSON(doc: doc, ctx: ctx, dtype: dtype).object!
-            if withData {
-                o["layers"] = .array((0..<ctx.layerCount).map { l in
-                    ["keys": .string(Self.base64(ctx.keys[l], dtype)), "values": .string(Self.base64(ctx.values[l], dtype))]
-                })
-            }
-            return .json(.object(o))
+            return .json(JSONValue(encoding: try await runBlocking(name: "anchorkv-kv") { try core.kvJSON(id, dtype: dtype, data: withData) }))
         }
-        // Streamed: the header (from the layout, every record already read and checked), then
-        // each tensor as its layer is read from the same RocksDB snapshot; one layer in memory.
-        let (doc, layout, snapshot) = try await service.documentKVLayout(id)
-        let header = try KVFile.header(layout, dtype: dtype, extra: kvMetadata(doc: doc, layout: layout, dtype: dtype))
-        let filename = String(doc.id.map { $0.isLetter || $0.isNumber || "-_.".contains($0) ? $0 : "_" }.prefix(100)) + ".akv"
-        let kb = self.kb
+        // Streamed: the header (every record already read and checked), then each tensor as its
+        // layer is read from the same RocksDB snapshot; one layer in memory.
+        let download = try await runBlocking(name: "anchorkv-kv") { try core.kvFile(id, dtype: dtype) }
+        let filename = String(id.map { $0.isLetter || $0.isNumber || "-_.".contains($0) ? $0 : "_" }.prefix(100)) + ".akv"
         return Response(status: .ok, headers: [.contentType: "application/octet-stream", .contentDisposition: "attachment; filename=\"\(filename)\""],
-                        body: ResponseBody(contentLength: header.fileBytes) { writer in
-            try await writer.write(ByteBuffer(data: header.bytes))
+                        body: ResponseBody(contentLength: download.fileBytes) { writer in
+            try await writer.write(ByteBuffer(data: download.header))
             var current: (layer: Int, keys: Data, values: Data)?
-            for t in header.tensors {
+            for t in download.tensors {
                 if current?.layer != t.layer {
                     current = nil
                     current = try await runBlocking(name: "anchorkv-kv") {
-                        let (k, v) = try kb.documentLayer(doc, layer: t.layer, snapshot: snapshot)
-                        return (t.layer, KVFile.tensorBytes(k, dtype: dtype), KVFile.tensorBytes(v, dtype: dtype))
+                        let (k, v) = try download.layer(t.layer)
+                        return (t.layer, k, v)
                     }
                 }
                 let bytes = t.isKey ? current!.keys : current!.values
                 guard bytes.count == t.byteCount else {
-                    throw APIError(.internalServerError, "internal", "layer \(t.layer) of '\(doc.id)' has \(bytes.count) bytes, the header said \(t.byteCount)")
+                    throw APIError(.internalServerError, "internal", "layer \(t.layer) of '\(id)' has \(bytes.count) bytes, the header said \(t.byteCount)")
                 }
                 try await writer.write(ByteBuffer(data: bytes))
             }
             try await writer.finish(nil)
         })
-    }
-
-    /// The string metadata of a KV download besides the format's own (document, model, layout).
-    func kvMetadata(doc: DocumentRecord, layout: CompressedContext, dtype: KVFile.DType) -> [String: String] {
-        ["document_id": doc.id, "document_title": doc.title, "model_name": kb.model.name,
-         "layout": String(decoding: layoutJSON(doc: doc, ctx: layout, dtype: dtype).encoded(), as: UTF8.self)]
-    }
-
-    /// What another engine needs to use the KV: shapes, positions, RoPE, and how SAC decodes.
-    func layoutJSON(doc: DocumentRecord, ctx: CompressedContext, dtype: KVFile.DType) -> JSONValue {
-        let c = kb.model.config
-        return [
-            "format": .string(KVFile.formatName), "format_version": .string(KVFile.formatVersion),
-            "document": Self.describe(doc),
-            "model": ["name": .string(kb.model.name), "fingerprint": .string(ctx.modelFingerprint), "layers": .int(c.layerCount),
-                      "heads": .int(c.headCount), "kv_heads": .int(c.kvHeadCount), "head_dim": .int(c.headDim), "kv_dim": .int(c.kvDim),
-                      "rope_theta": .double(c.ropeTheta), "rope_scaling": .optional(c.ropeScaling?.type),
-                      "rope_layout": "rotate_half (Hugging Face order)", "context_length": .int(c.contextLength)],
-            "kv": ["ratio": .int(ctx.ratio), "adapter": .string(ctx.adapterFingerprint ?? "none"), "anchor_selection": .string(ctx.selection),
-                   "window": .int(SACLayout.defaults(for: kb.model).window), "context_tokens": .int(ctx.contextLength),
-                   "anchors": .int(ctx.anchorCount), "windows": .int(ctx.windowAnchorCounts.count),
-                   "window_anchor_counts": .array(ctx.windowAnchorCounts.map { .int($0) }), "positions": .array(ctx.positions.map { .int(Int($0)) }),
-                   "dtype": .string(dtype.rawValue), "shape": [.int(ctx.anchorCount), .int(ctx.kvDim)],
-                   "byte_order": "little-endian", "tensor_names": "layer{l}.k and layer{l}.v (safetensors); layers[l].keys/.values (json, base64)",
-                   "keys": "before RoPE: rotate each anchor's key at its position (rotate-half, rope_theta) before attention",
-                   "decoding": "past KV = the anchors at their positions; with an adapter, its [LM] embedding goes at position context_tokens and the question segment follows; without one the question starts at context_tokens + 1"],
-        ]
-    }
-
-    static func base64(_ v: [Float], _ dtype: KVFile.DType) -> String {
-        switch dtype {
-        case .f16: return v.map { Float16($0) }.withUnsafeBytes { Data($0) }.base64EncodedString()
-        case .f32: return v.withUnsafeBytes { Data($0) }.base64EncodedString()
-        }
     }
 
     // MARK: queries
@@ -334,28 +263,24 @@ struct Handlers: Sendable {
         try f.rejectUnknown()
 
         // With documents and no k: every window of those documents (as the CLI's --doc).
-        let params = AnchorService.QueryParameters(question: question, k: docs == nil ? (k ?? config.defaultK) : k, documents: docs, maxTokens: maxTokens)
+        let params = KnowledgeService.Question(question, k: docs == nil ? (k ?? config.defaultK) : k, documents: docs, maxTokens: maxTokens)
         let deadline = arrival + .nanoseconds(Int64(config.requestTimeout * 1e9))
         let flag = StopFlag(deadline: deadline)
-        let service = self.service, kb = self.kb
+        let service = self.service
         if !stream {
             let o = try await service.query(params, deadline: deadline, flag: flag)
-            return .json(Self.queryJSON(o, kb: kb))
+            return .json(Self.queryJSON(o))
         }
         return try await sse(params, deadline: deadline, flag: flag)
     }
 
-    static func queryJSON(_ o: AnchorService.QueryOutcome, kb: KnowledgeBase) -> JSONValue {
-        let r = o.result
-        return [
-            "answer": .string(r.answer), "answer_tokens": .int(r.answerTokens.count), "stopped": .optional(o.stopped),
-            "citations": .array(r.citations.map {
-                ["document": .string($0.document), "title": .string($0.title), "window": .int($0.window), "score": .optional($0.score), "snippet": .string($0.snippet)]
-            }),
-            "timings": ["queue_s": .double(o.queueSeconds), "retrieve_s": .double(r.retrieveSeconds), "load_s": .double(r.loadSeconds),
-                        "first_token_s": .double(r.firstTokenSeconds), "decode_s": .double(r.decodeSeconds), "total_s": .double(r.totalSeconds)],
-            "context_tokens": .int(r.contextTokens), "anchors": .int(r.anchors), "ratio": .int(kb.ratio),
-        ]
+    /// The core's answer, with what serving adds: the time queued and why it stopped early.
+    static func queryJSON(_ o: AnchorService.QueryOutcome) -> JSONValue {
+        guard case .object(var a) = JSONValue(encoding: o.answer), case .object(var t) = a["timings"] else { return .null }
+        t["queue_s"] = .double(o.queueSeconds)
+        a["timings"] = .object(t)
+        a["stopped"] = .optional(o.stopped)
+        return .object(a)
     }
 
     enum StreamEvent: Sendable {
@@ -372,12 +297,6 @@ struct Handlers: Sendable {
         }
     }
 
-    /// Token text for SSE: whole UTF-8 characters only (a character split across tokens waits).
-    final class TokenText: @unchecked Sendable {
-        var decoder: StreamingDecoder
-        init(_ model: LlamaModel) { decoder = model.tokenizer.makeStreamingDecoder(skipSpecial: true) }
-    }
-
     final class EventIterator: @unchecked Sendable {
         var iterator: AsyncStream<StreamEvent>.AsyncIterator
         init(_ s: AsyncStream<StreamEvent>) { iterator = s.makeAsyncIterator() }
@@ -386,18 +305,18 @@ struct Handlers: Sendable {
 
     /// Server-sent events: `token` events as the answer is decoded, then `done` with the same
     /// object as the JSON answer (or `error`). Errors before the first token are plain 4xx/5xx.
-    func sse(_ params: AnchorService.QueryParameters, deadline: ContinuousClock.Instant, flag: StopFlag) async throws -> Response {
+    func sse(_ params: KnowledgeService.Question, deadline: ContinuousClock.Instant, flag: StopFlag) async throws -> Response {
         let (events, sink) = AsyncStream<StreamEvent>.makeStream()
-        let service = self.service, kb = self.kb
-        let text = TokenText(kb.model)
+        let service = self.service
+        let text = core.makeAnswerText()
         let work = Task {
             do {
                 let o = try await service.query(params, deadline: deadline, flag: flag) { tok in
-                    sink.yield(.token(text.decoder.append(tok), tok))
+                    sink.yield(.token(text.append(tok), tok))
                 }
-                let rest = text.decoder.flush()
+                let rest = text.flush()
                 if !rest.isEmpty { sink.yield(.token(rest, -1)) }
-                sink.yield(.done(Self.queryJSON(o, kb: kb)))
+                sink.yield(.done(Self.queryJSON(o)))
             } catch {
                 sink.yield(.failed(APIError.from(error)))
             }

@@ -1,15 +1,8 @@
+import AnchorKVCore
 import Foundation
 import Hummingbird
-import KVStore
-import KnowledgeBase
 import NIOCore
-import SAC
-import Snapshots
 import Synchronization
-
-/// Picks the adapter for a compaction target ratio (`noAdapter`: training-free anchors, nil).
-/// `anchorkv serve` resolves it from the config's adapters, as `anchorkv compact` does.
-public typealias AdapterResolver = @Sendable (_ ratio: Int, _ noAdapter: Bool) throws -> SACAdapter?
 
 extension AnchorService {
     /// The file an export is written to before it is streamed, or an upload before it is imported.
@@ -20,92 +13,40 @@ extension AnchorService {
 
     /// Exports the store (or some documents) from one RocksDB snapshot to a temporary file and
     /// returns it opened and already unlinked: the space goes back when the handle is closed.
-    func exportSnapshot(documents: [String]?, deadline: ContinuousClock.Instant) async throws -> (FileHandle, ExportReport) {
+    func exportSnapshot(documents: [String]?, deadline: ContinuousClock.Instant) async throws -> (FileHandle, ExportResult) {
         guard !isShuttingDown else { throw APIError.shuttingDown }
-        if let ids = documents {
-            let missing = try ids.filter { try kb.store.document($0) == nil }
-            if !missing.isEmpty { throw APIError.notFound("no document \(missing.map { "'\($0)'" }.joined(separator: ", ")) in the store; nothing was exported") }
-        }
         try await acquire(snapshotLane, until: deadline, what: "the snapshot lane (one export or import at a time)")
         defer { snapshotLane.release() }
         let path = temporaryFile("export")
-        let store = kb.store
-        return try await runBlocking(name: "anchorkv-export") {
+        return try await runBlocking(name: "anchorkv-export") { [core] in
             defer { try? FileManager.default.removeItem(atPath: path) }
-            let report = try SnapshotExporter.export(store: store, documents: documents, to: path)
+            let report = try core.export(documents: documents, to: path)
             guard let handle = FileHandle(forReadingAtPath: path) else { throw APIError(.internalServerError, "internal", "cannot reopen the export \(path)") }
             return (handle, report)
         }
     }
 
-    /// Imports a snapshot file (already verified by nothing: the importer verifies all of it
-    /// before it writes, then writes everything in one batch). Runs in the writers' lane.
+    /// Imports a snapshot file (the core verifies all of it before it writes, then writes
+    /// everything in one batch). Runs in the writers' lane.
     func importSnapshot(path: String, onConflict: ConflictPolicy, deadline: ContinuousClock.Instant,
-                        progress: (@Sendable (SnapshotImporter.Progress) -> Void)? = nil) async throws -> ImportReport {
+                        progress: (@Sendable (ImportProgress) -> Void)? = nil) async throws -> ImportResult {
         guard !isShuttingDown else { throw APIError.shuttingDown }
         try await acquire(snapshotLane, until: deadline, what: "the snapshot lane (one export or import at a time)")
         defer { snapshotLane.release() }
         try await acquire(ingestLane, until: deadline, what: "the ingest lane (imports write like ingests)")
         defer { ingestLane.release() }
-        let store = kb.store, kb = self.kb, resolver = adapterResolver, logger = self.logger
-        return try await runBlocking(name: "anchorkv-import") {
-            let report = try SnapshotImporter.importSnapshot(from: path, into: store, onConflict: onConflict) { progress?($0) }
-            // Make imported documents of other ratios answerable where their adapter is at hand.
-            for (ratio, fp) in report.manifest.adapters {
-                do {
-                    if fp == "none" { try kb.addDecoder(for: nil); continue }
-                    if let r = Int(ratio), let a = try resolver(r, false), a.fingerprint == fp { try kb.addDecoder(for: a) }
-                    else { logger.warning("imported documents at ratio \(ratio) use adapter \(fp), which the config does not have; queries on them fail until it is configured") }
-                } catch {
-                    logger.warning("imported documents at ratio \(ratio): no decoder (\(error))")
-                }
+        let logger = self.logger
+        return try await runBlocking(name: "anchorkv-import") { [core] in
+            let r = try core.importSnapshot(file: path, onConflict: onConflict) { progress?($0) }
+            for (ratio, fp) in r.undecodable.sorted(by: { $0.key < $1.key }) {
+                logger.warning("imported documents at ratio \(ratio) use adapter \(fp), which the config does not have; queries on them fail until it is configured")
             }
-            return report
+            return r
         }
-    }
-
-    /// Compacts documents to `ratio` in chunks, so a cancelled job or a shutdown stops between
-    /// chunks (each document's swap is atomic; a rerun skips what is done).
-    func compact(ratio: Int, adapter: SACAdapter?, documents: [String]?, olderThan: Date?, handle: JobHandle) throws -> JSONValue {
-        let ids = try documents ?? kb.store.documents().map(\.id)
-        // Each chunk ends with RocksDB's compaction of the store: about ten chunks per run.
-        let chunk = max(16, (ids.count + 9) / 10)
-        var compacted: [String] = [], already: [String] = [], failed: [JSONValue] = []
-        var windows = 0, tokens = 0, before = 0, after = 0, seconds = 0.0
-        var diskBefore: Int?, diskAfter = 0
-        var start = 0
-        handle.report(done: 0, total: ids.count, message: "compacting to ratio \(ratio)")
-        while start < ids.count && !handle.shouldStop {
-            let part = Array(ids[start..<min(start + chunk, ids.count)])
-            let offset = start
-            let r = try kb.compact(toRatio: ratio, adapter: adapter, documents: part, olderThan: olderThan) { done, _, id in
-                handle.report(done: offset + done, total: ids.count, message: id.isEmpty ? "compacting to ratio \(ratio)" : "re-encoding \(id)")
-            }
-            compacted += r.compacted; already += r.alreadyDone
-            failed += r.failed.map { ["id": .string($0.id), "error": .string($0.error)] }
-            windows += r.windows; tokens += r.tokens; before += r.kvBytesBefore; after += r.kvBytesAfter; seconds += r.seconds
-            if diskBefore == nil { diskBefore = r.diskBytesBefore }
-            diskAfter = r.diskBytesAfter
-            start += part.count
-            handle.report(done: start, total: ids.count, message: "compacted \(compacted.count), already at ratio \(already.count), failed \(failed.count)")
-        }
-        return ["to_ratio": .int(ratio), "adapter": .string(adapter?.fingerprint ?? "none"),
-                "compacted": .array(compacted.map { .string($0) }), "already_done": .array(already.map { .string($0) }),
-                "failed": .array(failed), "not_attempted": .int(ids.count - start), "windows": .int(windows), "tokens": .int(tokens),
-                "kv_bytes_before": .int(before), "kv_bytes_after": .int(after), "disk_bytes_before": .int(diskBefore ?? kb.store.diskBytes()),
-                "disk_bytes_after": .int(start > 0 ? diskAfter : kb.store.diskBytes()), "seconds": .double(seconds),
-                "windows_per_s": .double(seconds > 0 ? Double(windows) / seconds : 0)]
     }
 }
 
 extension Handlers {
-    static func describe(_ m: SnapshotManifest) -> JSONValue {
-        ["format": .string(m.format), "format_version": .int(m.formatVersion), "created_at": .string(m.createdAt),
-         "model": .string(m.modelName), "model_fingerprint": .string(m.modelFingerprint), "adapters": .object(m.adapters.mapValues { .string($0) }),
-         "ratios": .array(m.ratios.map { .int($0) }), "documents": .int(m.documents), "windows": .int(m.windows),
-         "kv_records": .int(m.kvRecords), "kv_bytes": .int(m.kvBytes), "tokens": .int(m.tokens), "layers": .int(m.layers)]
-    }
-
     /// POST /v1/snapshots: `{"documents": [...]}` (optional; all when left out). The snapshot is
     /// written whole from one RocksDB snapshot first (an export that fails is an error, never a
     /// truncated download), then streamed.
@@ -193,9 +134,7 @@ extension Handlers {
                 case .writing(let n): handle?.report(done: n, total: n, message: "writing \(n) documents in one atomic batch")
                 }
             }
-            return ["snapshot": Self.describe(r.manifest), "added": .array(r.added.map { .string($0) }), "replaced": .array(r.replaced.map { .string($0) }),
-                    "unchanged": .array(r.unchanged.map { .string($0) }), "repaired": .array(r.repaired.map { .string($0) }), "skipped": .array(r.skipped.map { .string($0) }),
-                    "bytes": .int(r.bytes), "seconds": .double(r.seconds), "mb_per_s": .double(r.megabytesPerSecond)]
+            return JSONValue(encoding: r)
         }
         handedOver = true  // `work` removes the file and releases the slot, run now or as a job
         if background {
@@ -268,24 +207,27 @@ extension Handlers {
         try f.rejectUnknown()
         if let d = documents {
             guard !d.isEmpty else { throw APIError.badRequest("'documents' is empty; leave it out to compact every document") }
-            let missing = try d.filter { try kb.store.document($0) == nil }
-            if !missing.isEmpty { throw APIError.notFound("no document \(missing.map { "'\($0)'" }.joined(separator: ", ")) in the store") }
+            let missing = try await runBlocking(name: "anchorkv-read") { [core = service.core] in
+                d.filter { (try? core.document($0)) == nil }
+            }
+            if !missing.isEmpty { throw CoreError.noDocuments(missing) }
         }
         guard !service.isShuttingDown else { throw APIError.shuttingDown }
-        let resolver = service.adapterResolver
-        let adapter: SACAdapter?
-        do { adapter = try await runBlocking(name: "anchorkv-adapter") { try resolver(ratio, noAdapter) } } catch let e as APIError { throw e } catch {
-            throw APIError.badRequest("\(error)")
-        }
-        let service = self.service
-        var parameters: [String: JSONValue] = ["to_ratio": .int(ratio), "adapter": .string(adapter?.fingerprint ?? "none")]
+        let choice = AdapterChoice(ratio: ratio, noAdapter: noAdapter)
+        let core = service.core
+        // The adapter is resolved now, so a missing one is this request's 4xx, not a failed job.
+        let adapter = try await runBlocking(name: "anchorkv-adapter") { try core.adapterFingerprint(for: choice) }
+        var parameters: [String: JSONValue] = ["to_ratio": .int(ratio), "adapter": .string(adapter)]
         if let documents { parameters["documents"] = .int(documents.count) }
         if let olderThan { parameters["older_than"] = .string(ISO8601DateFormatter().string(from: olderThan)) }
         let job = try startJob(kind: "compact", exclusive: true, parameters: .object(parameters)) { handle in
             guard let handle else { return .null }
-            return try await runBlocking(name: "anchorkv-compact", flag: handle.flag) {
-                try service.compact(ratio: ratio, adapter: adapter, documents: documents, olderThan: olderThan, handle: handle)
+            let r = try await runBlocking(name: "anchorkv-compact", flag: handle.flag) {
+                try core.compact(toRatio: ratio, adapter: choice, documents: documents, olderThan: olderThan, stop: handle.flag) { done, total, message in
+                    handle.report(done: done, total: total, message: message)
+                }
             }
+            return JSONValue(encoding: r)
         }
         return .json(["job": job.json], status: .accepted, headers: [.location: "/v1/jobs/\(job.id)"])
     }
@@ -309,20 +251,7 @@ extension Handlers {
 
     /// An age (30d, 12h, 90m, 45s) before now, or an ISO 8601 date.
     static func parseAge(_ s: String) throws -> Date {
-        if let d = ISO8601DateFormatter().date(from: s) { return d }
-        let units: [Character: Double] = ["d": 86400, "h": 3600, "m": 60, "s": 1]
-        if let u = s.last, let mult = units[u], let n = Double(s.dropLast()), n >= 0 { return Date().addingTimeInterval(-n * mult) }
-        throw APIError.badRequest("'older_than' takes an age like 30d, 12h, 90m, 45s or an ISO 8601 date, not '\(s)'")
+        do { return try KnowledgeService.parseAge(s) } catch { throw APIError.badRequest("'older_than': \(error.message)") }
     }
 }
 
-extension APIError {
-    /// Snapshot errors: a bad file is the client's (400), a clash with the store's content 409.
-    static func from(snapshot e: SnapshotError) -> APIError {
-        switch e {
-        case .notASnapshot, .unsupportedVersion, .truncated, .corrupt: return APIError(.badRequest, "invalid_snapshot", e.description)
-        case .modelMismatch, .conflict, .invalid: return APIError(.conflict, "conflict", e.description)
-        case .unreadable: return APIError(.internalServerError, "internal", e.description)
-        }
-    }
-}

@@ -221,7 +221,7 @@ public final class KVStore: @unchecked Sendable {
     public func checkAdapter(ratio: Int, fingerprint: String?) throws {
         let fp = fingerprint ?? "none"
         if let existing = manifest.adapters[String(ratio)], existing != fp {
-            throw StoreError.invalidInput("the store holds ratio \(ratio) KV made with adapter \(existing); this run uses \(fp). Use that adapter, or another store")
+            throw StoreError.adapterConflict(ratio: ratio, stored: existing, requested: fp)
         }
     }
 
@@ -263,7 +263,7 @@ public final class KVStore: @unchecked Sendable {
 
     public func window(_ doc: DocumentRecord, _ w: Int, snapshot: RocksDB.Snapshot? = nil) throws -> WindowRecord {
         guard let raw = try db.get("windows", Self.windowKey(doc.number, w), snapshot: snapshot) else {
-            throw StoreError.corruptRecord(document: doc.id, window: w, layer: nil, reason: "window record is missing")
+            throw StoreError.missingRecord(document: doc.id, window: w, layer: nil, what: "window record")
         }
         guard let r = try? JSONDecoder().decode(WindowRecord.self, from: Data(raw)) else {
             throw StoreError.corruptRecord(document: doc.id, window: w, layer: nil, reason: "window record is not valid JSON")
@@ -285,7 +285,7 @@ public final class KVStore: @unchecked Sendable {
     public func loadKV(_ doc: DocumentRecord, window w: Int, layer l: Int, expect: TensorCodec.Shape? = nil,
                        snapshot: RocksDB.Snapshot? = nil) throws -> TensorRecord {
         guard let raw = try db.get("kv", Self.kvKey(doc.number, w, ratio: doc.ratio, layer: l), snapshot: snapshot) else {
-            throw StoreError.corruptRecord(document: doc.id, window: w, layer: l, reason: "KV record is missing")
+            throw StoreError.missingRecord(document: doc.id, window: w, layer: l, what: "KV record")
         }
         do { return try raw.withUnsafeBytes { try TensorCodec.decode($0, expect: expect) } } catch {
             throw StoreError.corruptRecord(document: doc.id, window: w, layer: l, reason: "\(error)")
@@ -296,7 +296,7 @@ public final class KVStore: @unchecked Sendable {
     /// tensors round-trip identically), its checksum verified.
     public func rawKV(_ doc: DocumentRecord, window w: Int, layer l: Int, snapshot: RocksDB.Snapshot? = nil) throws -> [UInt8] {
         guard let raw = try db.get("kv", Self.kvKey(doc.number, w, ratio: doc.ratio, layer: l), snapshot: snapshot) else {
-            throw StoreError.corruptRecord(document: doc.id, window: w, layer: l, reason: "KV record is missing")
+            throw StoreError.missingRecord(document: doc.id, window: w, layer: l, what: "KV record")
         }
         do { try raw.withUnsafeBytes { try TensorCodec.verify($0) } } catch {
             throw StoreError.corruptRecord(document: doc.id, window: w, layer: l, reason: "\(error)")
@@ -337,6 +337,7 @@ public final class KVStore: @unchecked Sendable {
     public func damage(of doc: DocumentRecord, shape: ModelShape? = nil, snapshot: RocksDB.Snapshot? = nil) throws -> String? {
         func reason(_ e: Error) -> String {
             if case StoreError.corruptRecord(_, _, _, let r) = e { return r }
+            if case StoreError.missingRecord(_, _, _, let what) = e { return "\(what) is missing" }
             return "\(e)"
         }
         let shape = shape ?? manifest.shape
@@ -610,7 +611,7 @@ public final class KVStore: @unchecked Sendable {
         var m = manifest
         let fp = adapter ?? "none"
         if let existing = m.adapters[String(ratio)], existing != fp {
-            throw StoreError.invalidInput("the store holds ratio \(ratio) KV made with adapter \(existing); this run uses \(fp). Use that adapter, or another store")
+            throw StoreError.adapterConflict(ratio: ratio, stored: existing, requested: fp)
         }
         m.adapters[String(ratio)] = fp
         if m != manifest { b.put("meta", Array("manifest".utf8), try Self.json(m)) }
@@ -643,12 +644,13 @@ public final class KVStore: @unchecked Sendable {
         }
     }
 
-    public func stats() throws -> StoreStats {
+    /// Totals over the document records; `logicalBytes` also reads every family's keys and values.
+    public func stats(logicalBytes: Bool = true) throws -> StoreStats {
         var s = StoreStats()
         for d in try documents() {
             s.documents += 1; s.windows += d.windows; s.tokens += d.tokens; s.anchors += d.anchors; s.kvBytes += d.kvBytes
         }
-        for f in Self.families {
+        for f in Self.families where logicalBytes {
             var n = 0
             try db.scan(f, prefix: []) { k, v in n += k.count + v.count; return true }
             s.logicalBytes[f] = n

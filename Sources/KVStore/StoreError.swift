@@ -6,6 +6,11 @@ public enum StoreError: Error, CustomStringConvertible, Equatable {
     case unsupportedFormat(path: String, version: Int)
     case shapeMismatch(path: String, store: ModelShape, model: ModelShape)
     case corruptRecord(document: String, window: Int, layer: Int?, reason: String)
+    /// A record the document's own record promises is not there: real damage, or a read that met
+    /// a concurrent replace or delete between the two reads (a retry then sees one version whole).
+    case missingRecord(document: String, window: Int, layer: Int?, what: String)
+    /// The store holds KV at `ratio` made with another adapter than this run's.
+    case adapterConflict(ratio: Int, stored: String, requested: String)
     case corrupt(String)
     case invalidInput(String)
     case fileSystem(path: String, reason: String)
@@ -22,6 +27,10 @@ public enum StoreError: Error, CustomStringConvertible, Equatable {
             return "the store at \(p) has format version \(v), which this build cannot read"
         case .shapeMismatch(let p, let s, let m):
             return "the store at \(p) holds KV of \(s), but the model or data has \(m); use the model the store was built with, or another --store"
+        case .missingRecord(let d, let w, let l, let what):
+            return StoreError.corruptRecord(document: d, window: w, layer: l, reason: "\(what) is missing").description
+        case .adapterConflict(let r, let existing, let fp):
+            return "the store holds ratio \(r) KV made with adapter \(existing); this run uses \(fp). Use that adapter, or another store"
         case .corruptRecord(let d, let w, let l, let r):
             return "corrupt record for document '\(d)' window \(w)\(l.map { " layer \($0)" } ?? ""): \(r); repair it by ingesting its source again (anchorkv ingest FILE: a damaged document is re-encoded even when its text is unchanged) or importing a snapshot that holds it (anchorkv import FILE), or delete it (anchorkv docs delete '\(d)')"
         case .corrupt(let why):

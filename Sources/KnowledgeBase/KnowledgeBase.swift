@@ -3,6 +3,7 @@ import Foundation
 import KVStore
 import LLM
 import SAC
+import Synchronization
 
 public enum IngestStatus: String, Sendable {
     /// `repaired`: the text was unchanged but the stored copy was damaged, so it was encoded again.
@@ -58,35 +59,44 @@ public struct IngestLimits: Sendable, Equatable {
 /// Ingest and query over a KVStore: documents are compressed once into SAC anchor KVs; a
 /// question is answered from the stored KVs of the windows BM25 retrieves (or of named
 /// documents), laid out one after another, without re-reading any text.
-public final class KnowledgeBase: @unchecked Sendable {
+public final class KnowledgeBase: Sendable {
     public let store: KVStore
     public let model: LlamaModel
     public let ratio: Int
     public let adapter: SACAdapter?
-    private let encoder: SACEncoder
+    /// The window layout of the encoder (and of every context laid out for the decoder).
+    public let layout: SACLayout
+    /// The encoder reuses one inference session, so ingests take turns on it.
+    private let encoder: Mutex<SACEncoder>
     /// Decoders by adapter fingerprint ("none" for training-free anchors): a store can hold
     /// documents at several ratios (after compaction), each answered with its own adapter's [LM].
-    private var decoders: [String: SACDecoder] = [:]
-    private let decodersLock = NSLock()
+    /// Each answer makes its own session, so decoders are shared by concurrent queries.
+    private let decoders = Mutex<[String: SACDecoder]>([:])
     private let retriever = BM25Retriever()
     /// Encoder input tokens before the document text: BOS + header (not indexed).
     private let headerTokens: Int
-    /// Per-document bounds of `ingest`; set before ingesting (the CLI and the service set them
-    /// from the config file).
-    public var limits = IngestLimits()
+    private let ingestLimits: Mutex<IngestLimits>
+    /// Per-document bounds of `ingest` (the config file's "ingest" object).
+    public var limits: IngestLimits {
+        get { ingestLimits.withLock { $0 } }
+        set { ingestLimits.withLock { $0 = newValue } }
+    }
 
     /// A knowledge base over an open store (made for `model`), encoding new documents at
     /// `ratio` with `adapter` (nil: training-free anchors).
-    public init(store: KVStore, model: LlamaModel, adapter: SACAdapter?, ratio: Int) throws {
+    public init(store: KVStore, model: LlamaModel, adapter: SACAdapter?, ratio: Int, limits: IngestLimits = IngestLimits()) throws {
         guard store.manifest.modelFingerprint == (try model.fingerprint()) else {
             throw StoreError.modelMismatch(path: store.path, store: store.manifest.modelFingerprint, model: try model.fingerprint())
         }
         self.store = store
         self.model = model
         self.adapter = adapter
-        encoder = try SACEncoder(model: model, mode: adapter.map { .adapter($0) } ?? .plain, ratio: ratio)
-        self.ratio = encoder.ratio
-        headerTokens = encoder.contextTokens("").count
+        let e = try SACEncoder(model: model, mode: adapter.map { .adapter($0) } ?? .plain, ratio: ratio)
+        self.ratio = e.ratio
+        layout = e.layout
+        headerTokens = e.contextTokens("").count
+        encoder = Mutex(e)
+        ingestLimits = Mutex(limits)
         try addDecoder(for: adapter)
     }
 
@@ -118,18 +128,19 @@ public final class KnowledgeBase: @unchecked Sendable {
             if damage == nil { return IngestOutcome(id: doc.id, status: .unchanged, record: old, seconds: 0) }
         }
         try store.checkAdapter(ratio: ratio, fingerprint: adapter?.fingerprint)
-        let tokens = encoder.contextTokens(doc.text)
+        let tokens = layout.contextTokens(doc.text, model: model)
         let limits = self.limits
         guard tokens.count <= limits.maxDocumentTokens else {
             throw StoreError.invalidInput("document '\(doc.id)' has \(tokens.count) tokens, more than ingest.max_document_tokens (\(limits.maxDocumentTokens)) in config/anchorkv.json allows; split it into smaller documents or raise the setting. Nothing of it was stored")
         }
         let ctx: CompressedContext
         do {
-            ctx = try encoder.compress(tokens: tokens, deadline: .now + .milliseconds(Int64((limits.maxDocumentSeconds * 1000).rounded())))
+            let deadline = ContinuousClock.now + .milliseconds(Int64((limits.maxDocumentSeconds * 1000).rounded()))
+            ctx = try encoder.withLock { try $0.compress(tokens: tokens, deadline: deadline) }
         } catch SACError.deadlinePassed(let done, let n) {
             throw StoreError.invalidInput("encoding document '\(doc.id)' (\(tokens.count) tokens) ran past ingest.max_document_seconds (\(limits.maxDocumentSeconds) s) in config/anchorkv.json after \(done) of \(n) windows; split it into smaller documents or raise the setting. Nothing of it was stored")
         }
-        let windows = contextWindows(count: tokens.count, size: encoder.layout.window)
+        let windows = contextWindows(count: tokens.count, size: layout.window)
         var windowRecords: [WindowRecord] = []
         for (w, range) in windows.enumerated() {
             let textStart = w == 0 ? min(headerTokens, range.count) : 0
@@ -166,8 +177,9 @@ public final class KnowledgeBase: @unchecked Sendable {
     /// Makes documents stored with `adapter` (nil: training-free anchors) answerable.
     public func addDecoder(for adapter: SACAdapter?) throws {
         let key = adapter?.fingerprint ?? "none"
-        decodersLock.lock(); defer { decodersLock.unlock() }
-        if decoders[key] == nil { decoders[key] = try SACDecoder(model: model, adapter: adapter) }
+        if decoders.withLock({ $0[key] }) != nil { return }
+        let d = try SACDecoder(model: model, adapter: adapter)
+        decoders.withLock { if $0[key] == nil { $0[key] = d } }
     }
 
     /// The stored KV of the given windows laid out one after another: window i occupies
@@ -187,7 +199,7 @@ public final class KnowledgeBase: @unchecked Sendable {
     /// One layer of a whole document's KV, every window in order (as `context(of:)` lays it out),
     /// from `snapshot`; each record is checked against its window's anchors x kv_dim.
     public func documentLayer(_ doc: DocumentRecord, layer: Int, snapshot: RocksDB.Snapshot) throws -> (keys: [Float], values: [Float]) {
-        let c = model.config, W = encoder.layout.window
+        let c = model.config, W = layout.window
         var keys: [Float] = [], values: [Float] = []
         for w in 0..<doc.windows {
             let (start, over) = w.multipliedReportingOverflow(by: W)
@@ -205,7 +217,7 @@ public final class KnowledgeBase: @unchecked Sendable {
 
     func context(of windows: [(DocumentRecord, Int)], snapshot: RocksDB.Snapshot?, keepTensors: Bool) throws -> CompressedContext {
         guard let first = windows.first else { throw StoreError.invalidInput("no windows to answer from") }
-        let c = model.config, W = encoder.layout.window
+        let c = model.config, W = layout.window
         var keys = [[Float]](repeating: [], count: c.layerCount), values = keys
         var positions: [Int32] = [], counts: [Int] = []
         var contextLength = 0
@@ -302,8 +314,7 @@ public final class KnowledgeBase: @unchecked Sendable {
     }
 
     private func decoderFor(_ ctx: CompressedContext) throws -> SACDecoder {
-        decodersLock.lock(); defer { decodersLock.unlock() }
-        if let d = decoders[ctx.adapterFingerprint ?? "none"] { return d }
+        if let d = decoders.withLock({ $0[ctx.adapterFingerprint ?? "none"] }) { return d }
         throw StoreError.invalidInput("these documents were stored with adapter \(ctx.adapterFingerprint ?? "none (no adapter)") at ratio \(ctx.ratio); open the store with that adapter/ratio to query them")
     }
 }

@@ -17,7 +17,7 @@ public struct SACAnswer: Sendable {
 /// Answers questions from anchor KVs with the frozen base model: the anchors are the past KV
 /// cache (keys rotated at their positions), then [LM] at position N and the question segment
 /// at N+1..., causal, greedy. Without an adapter there is no [LM] and the question starts at N+1.
-public final class SACDecoder: @unchecked Sendable {
+public final class SACDecoder: Sendable {
     public let model: LlamaModel
     public let adapter: SACAdapter?
     public let layout: SACLayout

@@ -12,7 +12,7 @@ public enum EncoderMode: Sendable {
 
 /// Compresses contexts into anchor KVs. Holds one inference session, reused across calls:
 /// use one encoder per thread (the model itself is shared).
-public final class SACEncoder: @unchecked Sendable {
+public final class SACEncoder {
     public let model: LlamaModel
     public let mode: EncoderMode
     public let ratio: Int

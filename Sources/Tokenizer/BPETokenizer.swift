@@ -3,7 +3,7 @@ import Synchronization
 
 /// Byte-level BPE tokenizer (GPT-2 byte mapping, ranked merges) matching HF `tokenizers`.
 /// Immutable after init apart from an internal, lock-protected word cache; safe to share across threads.
-public final class BPETokenizer: @unchecked Sendable {
+public final class BPETokenizer: Sendable {
     /// GGUF token types.
     public enum TokenType {
         public static let normal: Int32 = 1

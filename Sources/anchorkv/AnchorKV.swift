@@ -8,7 +8,8 @@ struct AnchorKV: AsyncParsableCommand {
         discussion: """
             AnchorKV compresses documents once into the key/value tensors of a few anchor tokens \
             (Semantic-Anchor Compression) and answers questions from those tensors.
-            Run tools/setup.sh once to install the system libraries and the default model.
+            Run tools/setup.sh once to install the system libraries and the default model. \
+            Benchmarks and the answer-quality evaluation are in anchorkv-bench.
             """,
-        subcommands: [IngestCommand.self, QueryCommand.self, ServeCommand.self, StatsCommand.self, DocsCommand.self, ExportCommand.self, ImportCommand.self, SnapshotCommand.self, CompactCommand.self, EvalCommand.self, CompressCommand.self, AskCommand.self, GenerateCommand.self, BenchCommand.self, BenchSACCommand.self, BenchStoreCommand.self, BenchSnapshotCommand.self])
+        subcommands: [IngestCommand.self, QueryCommand.self, ServeCommand.self, StatsCommand.self, DocsCommand.self, ExportCommand.self, ImportCommand.self, SnapshotCommand.self, CompactCommand.self, CompressCommand.self, AskCommand.self, GenerateCommand.self])
 }

@@ -1,8 +1,8 @@
+import AnchorKVCore
 import ArgumentParser
 import Foundation
-import LLM
 
-/// --model, --threads and --config, shared by every command that runs the model.
+/// --model, --threads and --config, shared by every command.
 struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Model: a .gguf file or a Hugging Face directory (config.json, *.safetensors, tokenizer.json).",
                                             discussion: "Defaults to $ANCHORKV_MODEL, else the config file's model, else the model tools/setup.sh installed in models/."))
@@ -11,34 +11,46 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: "Worker threads (default: $ANCHORKV_THREADS, the config file, or all cores).")
     var threads: Int?
 
-    @Option(name: .long, help: "Config file (default: $ANCHORKV_CONFIG or config/anchorkv.json in the working directory or a parent).")
+    @Option(name: .long, help: "Config file (default: $ANCHORKV_CONFIG, else config/anchorkv.json in the working folder, the executable's folder or a parent, else ~/.config/anchorkv/anchorkv.json).")
     var config: String?
 
-    func appConfig() throws -> AppConfig { try AppConfig.load(explicitPath: config) }
-
-    func load() throws -> LlamaModel {
-        let cfg = try appConfig()
-        let env = ProcessInfo.processInfo.environment
-        if let t = threads {
-            guard t > 0 else { throw ValidationError("--threads must be positive") }
-            setenv("ANCHORKV_THREADS", String(t), 1)
-        } else if env["ANCHORKV_THREADS"] == nil, let t = cfg.threads {
-            setenv("ANCHORKV_THREADS", String(t), 1)
-        }
-        let envModel = env["ANCHORKV_MODEL"].flatMap { $0.isEmpty ? nil : $0 }
-        let path = model ?? envModel ?? cfg.model ?? LlamaModel.defaultModelPath()
-        do {
-            return try LlamaModel.load(path: path)
-        } catch {
-            throw CLIError("cannot load model \(path): \(error)")
-        }
+    /// The settings: flags > environment > config file > defaults.
+    func appConfig(store: String? = nil) throws -> AppConfig {
+        try reporting { try AppConfig.load(AppConfig.Overrides(configPath: config, model: model, threads: threads, store: store)) }
     }
 }
 
-/// A user-facing failure: printed as "error: ..." with exit code 1, no stack trace.
-struct CLIError: Error, CustomStringConvertible {
-    let description: String
-    init(_ message: String) { description = message }
+/// --store, shared by the store commands.
+struct StoreOptions: ParsableArguments {
+    @Option(name: .long, help: "Store folder (default: $ANCHORKV_STORE, the config file's store, data/store).") var store: String?
+}
+
+/// --ratio, --adapter and --no-adapter: which SAC encoder a command uses.
+struct SACOptions: ParsableArguments {
+    @Option(name: .long, help: "Compression ratio: every r-th token becomes an anchor (default: the config file's sac.ratio, 5). 1 keeps the full KV.")
+    var ratio: Int?
+
+    @Option(name: .long, help: "SAC adapter file (.safetensors; default: the config file's adapter for the ratio).")
+    var adapter: String?
+
+    @Flag(name: .long, help: "Training-free baseline: plain causal model, keep only the anchors' KV.")
+    var noAdapter = false
+
+    func validate() throws {
+        if let r = ratio, r < 1 { throw ValidationError("--ratio must be >= 1") }
+        if noAdapter && adapter != nil { throw ValidationError("--adapter and --no-adapter exclude each other") }
+    }
+
+    var choice: AdapterChoice { AdapterChoice(ratio: ratio, adapterPath: adapter, noAdapter: noAdapter) }
+}
+
+/// Runs a use case; a CoreError is printed as "error: ..." and exits with its status
+/// (CoreError.exitStatusHelp), with no stack trace.
+func reporting<T>(_ body: () throws -> T) throws -> T {
+    do { return try body() } catch let e as CoreError {
+        StandardError.write("error: \(e.message)\n")
+        throw ExitCode(e.exitCode)
+    }
 }
 
 enum StandardError {
@@ -47,11 +59,34 @@ enum StandardError {
     }
 }
 
-enum Clock {
-    static func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+/// Writes a line to stdout at once (unbuffered: a printed line means the work is done).
+func printNow(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }
 
-func jsonString(_ object: Any) -> String {
-    let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
-    return String(decoding: data, as: UTF8.self)
+/// A one-line progress bar on stderr (redrawn on a terminal, else one line per update).
+struct ProgressBar {
+    let total: Int
+    let unit: String
+    let start = ContinuousClock.now
+    let tty = isatty(2) == 1
+
+    init(total: Int, unit: String = "docs") { self.total = total; self.unit = unit }
+
+    /// `rate`: what the rate counts (e.g. tokens), nil for no rate.
+    func update(done: Int, total: Int? = nil, label: String, rate: (count: Int, unit: String)? = nil) {
+        let total = total ?? self.total
+        let elapsed = (ContinuousClock.now - start).seconds
+        let eta = done > 0 ? elapsed / Double(done) * Double(total - done) : 0
+        let width = 24, filled = total > 0 ? width * min(done, total) / total : width
+        let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
+        let rateText = rate.map { String(format: "  %.0f %@/s", elapsed > 0 ? Double($0.count) / elapsed : 0, $0.unit) } ?? ""
+        let line = String(format: "[%@] %d/%d %@%@  ETA %d:%02d  %@", bar, done, total, unit, rateText, Int(eta) / 60, Int(eta) % 60, String(label.prefix(40)))
+        StandardError.write(tty ? "\r\u{1B}[K" + line : line + "\n")
+    }
+
+    func finish() { if tty { StandardError.write("\n") } }
 }
+
+/// Exit status lines of the store commands' --help.
+let exitStatusHelp = CoreError.exitStatusHelp

@@ -1,9 +1,8 @@
 import ArgumentParser
 import Foundation
+import AnchorKVCore
 import HTTPService
 import Hummingbird
-import KVStore
-import KnowledgeBase
 import Logging
 import ServiceLifecycle
 
@@ -33,56 +32,33 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Element type for a new store: f16 (default), bf16 or int8.") var dtype = "f16"
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error.") var logLevel = "info"
 
-    /// The service settings: flags > environment > config file > defaults.
+    /// The service settings: flags > environment > config file > defaults (AppConfig layers the rest).
     func serviceConfig(_ cfg: AppConfig) throws -> ServiceConfig {
         var sc = cfg.serve
         sc.defaultMaxTokens = cfg.answerMaxTokens
-        let env = ProcessInfo.processInfo.environment
-        if let h = env["ANCHORKV_HOST"], !h.isEmpty { sc.host = h }
-        if let p = env["ANCHORKV_PORT"], !p.isEmpty {
-            guard let v = Int(p) else { throw CLIError("ANCHORKV_PORT is not a number: \(p)") }
-            sc.port = v
-        }
-        if let f = env["ANCHORKV_API_TOKEN_FILE"], !f.isEmpty { sc.apiToken = try ServiceConfig.readToken(file: f) }
-        if let t = env["ANCHORKV_API_TOKEN"], !t.isEmpty { sc.apiToken = t }
         if let host { sc.host = host }
         if let port { sc.port = port }
-        if let apiTokenFile { sc.apiToken = try ServiceConfig.readToken(file: apiTokenFile) }
+        if let apiTokenFile { sc.apiToken = try reporting { try ServiceConfig.token(file: apiTokenFile) } }
         if let maxBodyBytes { sc.maxBodyBytes = maxBodyBytes }
         if let requestTimeout { sc.requestTimeout = requestTimeout }
         if let maxConcurrentQueries { sc.maxConcurrentQueries = maxConcurrentQueries }
-        try sc.validate()
+        try reporting { try sc.check() }
         return sc
     }
 
     func run() async throws {
         guard let level = Logger.Level(rawValue: logLevel) else { throw ValidationError("--log-level must be trace, debug, info, notice, warning or error") }
-        guard let dt = TensorDType(name: dtype) else { throw ValidationError("--dtype must be f16, bf16 or int8") }
         LoggingSystem.bootstrap { label in
             var h = StreamLogHandler.standardError(label: label)
             h.logLevel = level
             return h
         }
         let logger = Logger(label: "anchorkv")
-        let cfg = try modelOptions.appConfig()
-        let sc: ServiceConfig
-        do { sc = try serviceConfig(cfg) } catch let e as CLIError { throw e } catch { throw CLIError("\(error)") }
-
-        let kb = try openKnowledgeBase(modelOptions: modelOptions, storeOptions: storeOptions, sac: sac, create: true, dtype: dt)
-        // The adapter of a compaction's target ratio: from the config, as `anchorkv compact` finds it.
-        let model = kb.model
-        let resolver: AdapterResolver = { ratio, noAdapter in
-            // Every property is set: an unset ArgumentParser property traps when read.
-            var o = SACOptions()
-            o.ratio = ratio
-            o.adapter = nil
-            o.noAdapter = noAdapter
-            if case .adapter(let a) = try o.resolveMode(model: model, config: cfg).mode { return a }
-            return nil
-        }
-        let service: AnchorService
-        do { service = try AnchorService(kb: kb, config: sc, logger: logger, adapterResolver: resolver) } catch { throw CLIError("\(error)") }
-        logger.info("model \(kb.model.name), store \(kb.store.path), ratio \(kb.ratio), adapter \(kb.adapter?.fingerprint ?? "none")")
+        let cfg = try modelOptions.appConfig(store: storeOptions.store)
+        let sc = try serviceConfig(cfg)
+        let core = try openService(modelOptions, storeOptions, sac, create: true, dtype: dtype)
+        let service = try reporting { try AnchorService(core: core, config: sc, logger: logger) }
+        logger.info("model \(core.modelName), store \(core.storePath), ratio \(core.ratio), adapter \(core.adapterFingerprint)")
 
         let app = AnchorKVServer.application(service: service, logger: logger) { channel in
             let port = channel.localAddress?.port ?? sc.port

@@ -1,3 +1,4 @@
+import AnchorKVCore
 import Foundation
 import HummingbirdTesting
 import KnowledgeBase
@@ -179,8 +180,8 @@ final class ConcurrencyTests: XCTestCase {
         var it = started.makeAsyncIterator()
         _ = await it.next()  // the first document is being encoded
         await f.service.beginShutdown()
-        let items = try await ingest.value
-        XCTAssertEqual(items.map(\.status), ["added", "not_attempted", "not_attempted"])
+        let items = try await ingest.value.items
+        XCTAssertEqual(items.map(\.status.rawValue), ["added", "not_attempted", "not_attempted"])
         XCTAssertEqual(try f.kb.store.documents().map(\.id), ["bees"], "what was acknowledged is stored, nothing else")
         try await f.app.test(.router) { client in
             let r2 = try await client.get("/health")

@@ -1,3 +1,4 @@
+@testable import AnchorKVCore
 import Foundation
 import HTTPService
 import Hummingbird
@@ -55,7 +56,8 @@ final class EndpointTests: XCTestCase {
         let store = try KnowledgeBase.openStore(path: f.dir.appendingPathComponent("other").path, model: model, create: true)
         try store.registerAdapter(ratio: 5, fingerprint: "another-adapter")
         let kb = try KnowledgeBase(store: store, model: model, adapter: nil, ratio: 5)
-        XCTAssertThrowsError(try AnchorService(kb: kb, config: ServiceConfig())) {
+        let core = KnowledgeService(config: AppConfig(), model: model, kb: kb, catalog: AdapterCatalog(model: model, config: AppConfig()))
+        XCTAssertThrowsError(try AnchorService(core: core, config: ServiceConfig())) {
             XCTAssertTrue("\($0)".contains("made with adapter another-adapter"), "\($0)")
         }
     }

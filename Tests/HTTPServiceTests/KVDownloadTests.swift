@@ -5,6 +5,7 @@ import KVStore
 import NIOCore
 import SAC
 import XCTest
+@testable import AnchorKVCore
 @testable import HTTPService
 
 /// GET /v1/documents/{id}/kv (safetensors) is streamed a layer at a time: it must be the file
@@ -27,10 +28,11 @@ final class KVDownloadTests: XCTestCase {
                     let r = try await client.get("/v1/documents/\(path)/kv?dtype=\(dtype.rawValue)")
                     XCTAssertEqual(r.status, .ok)
                     // What the route sent before it streamed: the whole context through KVFile.write.
-                    let (doc, ctx) = try await f.service.documentKV(id)
-                    let h = Handlers(service: f.service)
+                    let doc = try XCTUnwrap(try f.kb.store.document(id))
+                    let ctx = try f.kb.context(of: (0..<doc.windows).map { (doc, $0) })
+                    let layout = try f.core.kvFile(id, dtype: dtype.rawValue).layout
                     let file = f.dir.appendingPathComponent("\(UUID().uuidString).akv").path
-                    try KVFile.write(ctx, to: file, dtype: dtype, extra: h.kvMetadata(doc: doc, layout: ctx, dtype: dtype))
+                    try KVFile.write(ctx, to: file, dtype: dtype, extra: KVFileDownload.metadata(layout, record: doc, model: f.kb.model.name))
                     let expected = try Data(contentsOf: URL(fileURLWithPath: file))
                     let got = Data(r.body.readableBytesView)
                     XCTAssertEqual(got.count, expected.count, "\(id) \(dtype)")

@@ -1,3 +1,4 @@
+import AnchorKVCore
 import Foundation
 import Hummingbird
 import HummingbirdTesting

@@ -1,3 +1,4 @@
+@testable import AnchorKVCore
 import Foundation
 import HTTPService
 import Hummingbird
@@ -11,26 +12,33 @@ import TestSupport
 import XCTest
 
 /// A service over a fresh store in a temporary folder, with the real default model (shared) and
-/// training-free anchors at ratio 5 (no adapter file needed).
+/// training-free anchors at ratio 5 (no adapter file needed), or with `adapters` the committed
+/// SAC adapters (config/adapters) configured as the product configures them.
 final class Fixture: @unchecked Sendable {
     static let corpus = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../tools/demo/corpus").standardized
+    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../..").standardized
 
     let dir: URL
-    let kb: KnowledgeBase
+    let core: KnowledgeService
     let service: AnchorService
+    /// The engine underneath, for checks against what the service answered.
+    var kb: KnowledgeBase { core.kb }
 
-    init(_ configure: (inout ServiceConfig) -> Void = { _ in }) throws {
+    init(adapters: Bool = false, _ configure: (inout ServiceConfig) -> Void = { _ in }) throws {
         let model = try DefaultModel.load()
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("akv-http-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        let store = try KnowledgeBase.openStore(path: dir.appendingPathComponent("store").path, model: model, create: true)
-        kb = try KnowledgeBase(store: store, model: model, adapter: nil, ratio: 5)
-        var config = ServiceConfig()
-        config.port = 0
-        configure(&config)
+        var config = AppConfig(root: Self.repository)
+        config.storePath = dir.appendingPathComponent("store").path
+        if adapters {
+            for r in [5, 15] { config.sacAdapters[r] = Self.repository.appendingPathComponent("config/adapters/smollm2-135m-sac-r\(r).safetensors").path }
+        }
+        config.serve.port = 0
+        configure(&config.serve)
+        core = try KnowledgeService.open(config: config, .init(create: true, adapter: AdapterChoice(ratio: 5, noAdapter: !adapters)), model: model)
         var logger = Logger(label: "test")
         logger.logLevel = .critical
-        service = try AnchorService(kb: kb, config: config, logger: logger)
+        service = try AnchorService(core: core, config: config.serve, logger: logger)
     }
 
     deinit { try? FileManager.default.removeItem(at: dir) }

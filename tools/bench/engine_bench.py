@@ -24,7 +24,7 @@ PEER = os.path.join(ROOT, ".peer", "bin")
 
 
 def run_anchorkv(args, prompts, gen):
-    cmd = [os.path.join(ROOT, ".build", "release", "anchorkv"), "bench", "--model", args.model,
+    cmd = [os.path.join(ROOT, ".build", "release", "anchorkv-bench"), "decode", "--model", args.model,
            "--prompt-tokens", *map(str, prompts), "--gen-tokens", str(gen), "--repeats", str(args.repeats),
            "--threads", str(args.threads), "--json"]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout

@@ -10,9 +10,9 @@ cd "$root"
 DATA=${DATA:-data/qa/test.jsonl}
 OUT=${OUT:-docs/bench/quality}
 THREADS=${THREADS:-2}
-BIN=.build/release/anchorkv
+BIN=.build/release/anchorkv-bench
 [ -f "$DATA" ] || { echo "missing $DATA: run python3 tools/data/prepare_qa.py first" >&2; exit 1; }
-[ -x "$BIN" ] || swift build -c release --product anchorkv
+[ -x "$BIN" ] || swift build -c release --product anchorkv-bench
 mkdir -p "$OUT"
 limit=(); [ -n "${PER_TASK:-}" ] && limit=(--per-task "$PER_TASK")
 systems=("$@"); [ ${#systems[@]} -eq 0 ] && systems=(closed-book closed-book-ft anchors-r5 anchors-r15 full-base full-ft sac-r5 sac-r15)

@@ -8,7 +8,7 @@ import SAC
 /// (of the shipped rank): cost does not depend on the trained values.
 struct BenchSACCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "bench-sac",
+        commandName: "sac",
         abstract: "Measure SAC compression throughput and answer latency against the plain model.")
 
     @OptionGroup var modelOptions: ModelOptions

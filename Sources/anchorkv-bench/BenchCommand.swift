@@ -7,7 +7,7 @@ import LLM
 /// repeat, logits for the last prompt row only, one warm-up run first.
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "bench",
+        commandName: "decode",
         abstract: "Measure prefill and decode tokens/s of the engine.")
 
     @OptionGroup var modelOptions: ModelOptions

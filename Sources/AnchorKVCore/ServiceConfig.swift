@@ -129,6 +129,14 @@ public struct ServiceConfig: Sendable, Equatable {
         }
     }
 
+    /// `validate` reporting a CoreError (invalid_config).
+    public func check() throws(CoreError) { do { try validate() } catch { throw CoreError.from(error) } }
+
+    /// `readToken` reporting a CoreError.
+    public static func token(file: String) throws(CoreError) -> String {
+        do { return try readToken(file: file) } catch { throw CoreError.from(error) }
+    }
+
     /// Reads a token file (first line, surrounding whitespace removed).
     public static func readToken(file: String) throws -> String {
         guard let data = FileManager.default.contents(atPath: file), let text = String(data: data, encoding: .utf8) else {

@@ -10,7 +10,7 @@ import SAC
 /// to real anchor-KV records. Uses a random adapter of the shipped rank (cost does not depend
 /// on trained values) and a temporary store.
 struct BenchStoreCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "bench-store", abstract: "Measure the store's ingest and query costs.")
+    static let configuration = CommandConfiguration(commandName: "store", abstract: "Measure the store's ingest and query costs.")
 
     @OptionGroup var modelOptions: ModelOptions
     @Option(name: .long, help: "Folder of sample documents (default tools/demo/corpus).") var corpus = "tools/demo/corpus"

@@ -10,7 +10,7 @@ import Snapshots
 /// documents, and compaction r_from -> r_to windows/s with the bytes it saves. Random adapters
 /// of the shipped rank (the cost does not depend on trained values), temporary stores.
 struct BenchSnapshotCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "bench-snapshot", abstract: "Measure export/import MB/s and compaction windows/s.")
+    static let configuration = CommandConfiguration(commandName: "snapshot", abstract: "Measure export/import MB/s and compaction windows/s.")
 
     @OptionGroup var modelOptions: ModelOptions
     @Option(name: .long, help: "Folder of sample documents (default tools/demo/corpus).") var corpus = "tools/demo/corpus"
