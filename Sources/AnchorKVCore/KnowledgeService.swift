@@ -246,8 +246,12 @@ public final class KnowledgeService: Sendable {
 
     static func documents(in store: KVStore, limit: Int, offset: Int) throws(CoreError) -> DocumentPage {
         guard limit >= 1, offset >= 0 else { throw .invalidInput("limit must be >= 1 and offset >= 0") }
-        let all = try CoreError.mapping { try store.documents() }
-        return DocumentPage(documents: all.dropFirst(offset).prefix(limit).map { DocumentInfo($0) }, total: all.count, limit: limit, offset: offset)
+        // One consistent view; the page is a bounded scan and the total a counter (no full read).
+        return try CoreError.mapping {
+            let snap = store.db.snapshot()
+            let page = try store.documents(limit: limit, offset: offset, snapshot: snap)
+            return DocumentPage(documents: page.map { DocumentInfo($0) }, total: try store.lexStats(snapshot: snap).documents, limit: limit, offset: offset)
+        }
     }
 
     static func document(_ id: String, in store: KVStore, windows: Bool) throws(CoreError) -> DocumentInfo {

@@ -297,6 +297,8 @@ struct Handlers: Sendable {
         }
     }
 
+    /// @unchecked Sendable: the iterator is used by one task at a time (the handler for the first
+    /// event, then the response body writer, which runs after the handler returned).
     final class EventIterator: @unchecked Sendable {
         var iterator: AsyncStream<StreamEvent>.AsyncIterator
         init(_ s: AsyncStream<StreamEvent>) { iterator = s.makeAsyncIterator() }

@@ -79,6 +79,8 @@ extension Handlers {
         })
     }
 
+    /// @unchecked Sendable: FileHandle is not marked Sendable; each box is read or written by one
+    /// task at a time (the body writer, or the upload receiver) and closed once.
     final class FileBox: @unchecked Sendable {
         let handle: FileHandle
         init(_ h: FileHandle) { handle = h }

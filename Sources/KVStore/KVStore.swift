@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// What a store was built with. Opening a store with another base model is refused.
 public struct StoreManifest: Codable, Sendable, Equatable {
@@ -106,29 +107,29 @@ public struct StoreStats: Sendable {
 /// The RocksDB-backed store: key schema, codecs, checksums, atomic document writes.
 ///
 /// Column families and keys (all integers big-endian so prefix scans come back in order):
-///   meta     "manifest" -> JSON StoreManifest; "next_doc" -> u64; "lexstats" -> JSON
+///   meta     "manifest" -> JSON StoreManifest; "next_doc" -> u64; "lexstats" -> JSON totals
+///            (BM25 and the store's counters); "num/" doc u64 -> id (document numbers to ids)
 ///   docs     id (UTF-8) -> JSON DocumentRecord
 ///   windows  doc u64 | window u32 -> JSON WindowRecord
 ///   kv       doc u64 | window u32 | ratio u16 | layer u16 -> tensor record (TensorCodec)
 ///   lex      term (UTF-8) | 0x00 | doc u64 | window u32 -> tf u32, window length u32
-public final class KVStore: @unchecked Sendable {
+public final class KVStore: Sendable {
     public static let families = ["meta", "docs", "windows", "kv", "lex"]
     public let path: String
     public let db: RocksDB
     /// Read by queries while imports and compactions change it (under writeLock): its own lock.
-    public var manifest: StoreManifest {
-        manifestLock.lock(); defer { manifestLock.unlock() }
-        return storedManifest
+    public var manifest: StoreManifest { storedManifest.withLock { $0 } }
+    private let storedManifest: Mutex<StoreManifest>
+    private func setManifest(_ m: StoreManifest) { storedManifest.withLock { $0 = m } }
+    public let dtype: TensorDType
+    /// The LZ4 policy of records this process writes (not saved in the store: each record says
+    /// how it is stored). Measured on real anchor KVs, LZ4 saves nothing on fp16
+    /// (docs/benchmarks.md), so records are raw by default.
+    public var compression: CompressionPolicy {
+        get { compressionPolicy.withLock { $0 } }
+        set { compressionPolicy.withLock { $0 = newValue } }
     }
-    private var storedManifest: StoreManifest
-    private let manifestLock = NSLock()
-    private func setManifest(_ m: StoreManifest) {
-        manifestLock.lock(); defer { manifestLock.unlock() }
-        storedManifest = m
-    }
-    public var dtype: TensorDType
-    /// Measured on real anchor KVs, LZ4 saves nothing on fp16 (docs/benchmarks.md), so records are raw by default.
-    public var compression: CompressionPolicy = .none
+    private let compressionPolicy = Mutex<CompressionPolicy>(.none)
     /// One writer at a time inside the process (RocksDB's LOCK file keeps other processes out).
     private let writeLock = NSLock()
 
@@ -150,7 +151,7 @@ public final class KVStore: @unchecked Sendable {
             if let modelFingerprint, m.modelFingerprint != modelFingerprint {
                 throw StoreError.modelMismatch(path: path, store: "\(m.modelName) (\(m.modelFingerprint))", model: "\(modelName ?? "?") (\(modelFingerprint))")
             }
-            storedManifest = m
+            var current = m
             self.dtype = TensorDType(name: m.dtype) ?? dtype
             if let shape {
                 if let recorded = m.shape, recorded != shape {
@@ -162,19 +163,25 @@ public final class KVStore: @unchecked Sendable {
                     let b = db.makeBatch()
                     b.put("meta", Array("manifest".utf8), try Self.json(updated))
                     try db.write(b)
-                    storedManifest = updated
+                    current = updated
                 }
             }
+            storedManifest = Mutex(current)
         } else {
             guard create else { throw StoreError.notAStore(path: path) }
             guard let modelFingerprint, let modelName else { throw StoreError.invalidInput("creating a store needs the model's fingerprint") }
-            storedManifest = StoreManifest(formatVersion: StoreManifest.currentFormat, modelFingerprint: modelFingerprint, modelName: modelName,
-                                     adapters: [:], dtype: dtype.description, createdAt: Self.timestamp(), shape: shape)
+            let m = StoreManifest(formatVersion: StoreManifest.currentFormat, modelFingerprint: modelFingerprint, modelName: modelName,
+                                  adapters: [:], dtype: dtype.description, createdAt: Self.timestamp(), shape: shape)
+            storedManifest = Mutex(m)
             self.dtype = dtype
             let b = db.makeBatch()
-            b.put("meta", Array("manifest".utf8), try Self.json(storedManifest))
+            b.put("meta", Array("manifest".utf8), try Self.json(m))
+            var totals = LexStats()
+            totals.counted = true
+            b.put("meta", Array("lexstats".utf8), try Self.json(totals))
             try db.write(b)
         }
+        try upgradeIndexes()
     }
 
     public static func timestamp() -> String { ISO8601DateFormatter().string(from: Date()) }
@@ -408,16 +415,95 @@ public final class KVStore: @unchecked Sendable {
         return out
     }
 
-    public struct LexStats: Codable, Sendable { public var windows = 0; public var totalLength = 0 }
+    /// Totals kept in every write's batch: the BM25 index's (windows and their summed length)
+    /// and the store's (readable documents, their tokens, anchors and KV bytes), so statistics,
+    /// /metrics and paging never scan the records.
+    public struct LexStats: Codable, Sendable, Equatable {
+        public var windows = 0
+        public var totalLength = 0
+        public var documents = 0
+        public var tokens = 0
+        public var anchors = 0
+        public var kvBytes = 0
+        /// False in stores written before the counters and the number index were kept: they are
+        /// built once when such a store is opened (`upgradeIndexes`).
+        public var counted = false
+
+        public init() {}
+        enum CodingKeys: String, CodingKey { case windows, totalLength, documents, tokens, anchors, kvBytes, counted }
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            windows = try c.decode(Int.self, forKey: .windows)
+            totalLength = try c.decode(Int.self, forKey: .totalLength)
+            documents = try c.decodeIfPresent(Int.self, forKey: .documents) ?? 0
+            tokens = try c.decodeIfPresent(Int.self, forKey: .tokens) ?? 0
+            anchors = try c.decodeIfPresent(Int.self, forKey: .anchors) ?? 0
+            kvBytes = try c.decodeIfPresent(Int.self, forKey: .kvBytes) ?? 0
+            counted = try c.decodeIfPresent(Bool.self, forKey: .counted) ?? false
+        }
+
+        mutating func add(_ d: DocumentRecord, sign: Int = 1) {
+            documents += sign; tokens += sign * d.tokens; anchors += sign * d.anchors; kvBytes += sign * d.kvBytes
+        }
+    }
 
     public func lexStats(snapshot: RocksDB.Snapshot? = nil) throws -> LexStats {
         guard let raw = try db.get("meta", Array("lexstats".utf8), snapshot: snapshot) else { return LexStats() }
         return (try? JSONDecoder().decode(LexStats.self, from: Data(raw))) ?? LexStats()
     }
 
-    /// Document numbers to ids (for citations of postings).
-    public func documentsByNumber(snapshot: RocksDB.Snapshot? = nil) throws -> [UInt64: DocumentRecord] {
-        Dictionary(uniqueKeysWithValues: try documents(snapshot: snapshot).map { ($0.number, $0) })
+    static func numberKey(_ n: UInt64) -> [UInt8] { Array("num/".utf8) + be64(n) }
+
+    /// The record of the document with number `n` (what postings name), nil when none has it.
+    public func document(number n: UInt64, snapshot: RocksDB.Snapshot? = nil) throws -> DocumentRecord? {
+        guard let id = try db.get("meta", Self.numberKey(n), snapshot: snapshot) else { return nil }
+        guard let d = try document(String(decoding: id, as: UTF8.self), snapshot: snapshot), d.number == n else { return nil }
+        return d
+    }
+
+    /// Documents in id order, `offset` skipped, at most `limit`: one page, read by a bounded scan.
+    public func documents(limit: Int, offset: Int, snapshot: RocksDB.Snapshot? = nil) throws -> [DocumentRecord] {
+        var out: [DocumentRecord] = []
+        var skipped = 0
+        guard limit > 0 else { return [] }
+        try db.scan("docs", prefix: [], snapshot: snapshot) { k, v in
+            if skipped < offset { skipped += 1; return true }
+            guard let d = try? JSONDecoder().decode(DocumentRecord.self, from: Data(v)) else { throw Self.unreadableRecord(String(decoding: k, as: UTF8.self)) }
+            out.append(d)
+            return out.count < limit
+        }
+        return out
+    }
+
+    /// Builds the number index and the counters of a store written before they were kept, in
+    /// one batch (a scan of the document records, once).
+    func upgradeIndexes() throws {
+        writeLock.lock(); defer { writeLock.unlock() }
+        var stats = try lexStats()
+        guard !stats.counted else { return }
+        let b = db.makeBatch()
+        (stats.documents, stats.tokens, stats.anchors, stats.kvBytes) = (0, 0, 0, 0)
+        try db.scan("docs", prefix: []) { k, v in
+            if let d = try? JSONDecoder().decode(DocumentRecord.self, from: Data(v)) {
+                stats.add(d)
+                b.put("meta", Self.numberKey(d.number), [UInt8](k))
+            }
+            return true
+        }
+        stats.counted = true
+        b.put("meta", Array("lexstats".utf8), try Self.json(stats))
+        try db.write(b)
+    }
+
+    /// The counters over the readable records, counted again: after a damaged record (whose
+    /// sizes went with it) was replaced or deleted. `excluding` ids are left out, `adding` counted.
+    private func recount(excluding: Set<String>, adding: [DocumentRecord], into stats: inout LexStats) throws {
+        (stats.documents, stats.tokens, stats.anchors, stats.kvBytes) = (0, 0, 0, 0)
+        try db.scan("docs", prefix: []) { k, v in
+            if !excluding.contains(String(decoding: k, as: UTF8.self)), let d = try? JSONDecoder().decode(DocumentRecord.self, from: Data(v)) { stats.add(d) }
+            return true
+        }
+        for d in adding { stats.add(d) }
     }
 
     // MARK: writes
@@ -490,9 +576,14 @@ public final class KVStore: @unchecked Sendable {
                 stats.totalLength += length
             }
             b.put("docs", Array(record.id.utf8), try Self.json(record))
+            b.put("meta", Self.numberKey(record.number), Array(record.id.utf8))
+            stats.add(record)
             stored.append(record)
         }
-        if sweep { try deleteOrphans(in: b, stats: &stats) }
+        if sweep {
+            try deleteOrphans(in: b, stats: &stats)
+            try recount(excluding: Set(docs.map(\.record.id)), adding: stored, into: &stats)
+        }
         b.put("meta", Array("next_doc".utf8), Self.be64(number))
         b.put("meta", Array("lexstats".utf8), try Self.json(stats))
         try db.write(b)
@@ -509,7 +600,9 @@ public final class KVStore: @unchecked Sendable {
         switch try stored(id) {
         case .absent: return false
         case .whole(let doc): try deleteKeys(of: doc, in: b, stats: &stats)
-        case .unreadable: try deleteOrphans(in: b, stats: &stats)
+        case .unreadable:
+            try deleteOrphans(in: b, stats: &stats)
+            try recount(excluding: [id], adding: [], into: &stats)
         }
         b.put("meta", Array("lexstats".utf8), try Self.json(stats))
         b.delete("docs", Array(id.utf8))
@@ -544,6 +637,10 @@ public final class KVStore: @unchecked Sendable {
             if k.count >= 8, !owned.contains(Self.readBE(k, 0, 8)) { b.delete("kv", [UInt8](k)) }
             return true
         }
+        try db.scan("meta", prefix: Array("num/".utf8)) { k, _ in
+            if k.count == 12, !owned.contains(Self.readBE(k, 4, 8)) { b.delete("meta", [UInt8](k)) }
+            return true
+        }
         try db.scan("lex", prefix: []) { k, v in
             guard k.count >= 13, k[k.count - 13] == 0, !owned.contains(Self.readBE(k, k.count - 12, 8)) else { return true }
             b.delete("lex", [UInt8](k))
@@ -556,6 +653,8 @@ public final class KVStore: @unchecked Sendable {
     /// Adds deletions of every window, KV and index key of `doc` to the batch.
     private func deleteKeys(of doc: DocumentRecord, in b: RocksDB.WriteBatch, stats: inout LexStats) throws {
         let prefix = Self.be64(doc.number)
+        stats.add(doc, sign: -1)
+        b.delete("meta", Self.numberKey(doc.number))
         for k in try db.keys("kv", prefix: prefix) { b.delete("kv", k) }
         var windows: [(Int, WindowRecord)] = []
         var lost = Set(0..<max(doc.windows, 0))
@@ -619,11 +718,15 @@ public final class KVStore: @unchecked Sendable {
         for (w, recs) in encoded.enumerated() {
             for (l, rec) in recs.enumerated() { b.put("kv", Self.kvKey(doc.number, w, ratio: ratio, layer: l), rec) }
         }
+        var stats = try lexStats()
+        stats.add(doc, sign: -1)
         doc.ratio = ratio
         doc.adapter = adapter
         doc.kvBytes = after
         doc.anchors = anchors
+        stats.add(doc)
         b.put("docs", Array(doc.id.utf8), try Self.json(doc))
+        b.put("meta", Array("lexstats".utf8), try Self.json(stats))
         try db.write(b)
         setManifest(m)
         return (before, after)
@@ -644,12 +747,12 @@ public final class KVStore: @unchecked Sendable {
         }
     }
 
-    /// Totals over the document records; `logicalBytes` also reads every family's keys and values.
-    public func stats(logicalBytes: Bool = true) throws -> StoreStats {
+    /// The store's totals (kept in every write's batch: no scan); `logicalBytes` also reads every
+    /// family's keys and values.
+    public func stats(logicalBytes: Bool = true, snapshot: RocksDB.Snapshot? = nil) throws -> StoreStats {
         var s = StoreStats()
-        for d in try documents() {
-            s.documents += 1; s.windows += d.windows; s.tokens += d.tokens; s.anchors += d.anchors; s.kvBytes += d.kvBytes
-        }
+        let t = try lexStats(snapshot: snapshot)
+        (s.documents, s.windows, s.tokens, s.anchors, s.kvBytes) = (t.documents, t.windows, t.tokens, t.anchors, t.kvBytes)
         for f in Self.families where logicalBytes {
             var n = 0
             try db.scan(f, prefix: []) { k, v in n += k.count + v.count; return true }

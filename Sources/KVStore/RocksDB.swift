@@ -3,6 +3,8 @@ import Foundation
 
 /// A thin Swift face of RocksDB's C API: one database with named column families, atomic
 /// write batches, prefix scans, snapshots. Keys and values are byte arrays.
+/// @unchecked Sendable: the RocksDB handles are thread-safe by RocksDB's contract (concurrent
+/// reads, writes and snapshots); `handles` is filled in init and only read afterwards.
 public final class RocksDB: @unchecked Sendable {
     public let path: String
     private let db: OpaquePointer
@@ -128,6 +130,8 @@ public final class RocksDB: @unchecked Sendable {
     /// A consistent read view: reads through it see the database as of its creation.
     public func snapshot() -> Snapshot { Snapshot(db: self, raw: rocksdb_create_snapshot(db)) }
 
+    /// @unchecked Sendable: a RocksDB snapshot is immutable and readable from any thread; it is
+    /// released once, in deinit.
     public final class Snapshot: @unchecked Sendable {
         let db: RocksDB
         let raw: OpaquePointer

@@ -40,32 +40,50 @@ public struct BM25Retriever: Sendable {
     public init() {}
 
     /// With `snapshot`, the totals, postings and document records all come from that one view.
+    /// Only the postings of the question's terms are read, and the records of the windows that
+    /// make the top k (ties broken by document id, then window).
     public func topWindows(_ question: String, k: Int, store: KVStore, restrictTo docs: Set<String>? = nil,
                            snapshot: RocksDB.Snapshot? = nil) throws -> [ScoredWindow] {
         let stats = try store.lexStats(snapshot: snapshot)
-        guard stats.windows > 0 else { return [] }
-        let byNumber = try store.documentsByNumber(snapshot: snapshot)
+        guard stats.windows > 0, k > 0 else { return [] }
+        // Named documents: their numbers, so postings of other documents are dropped unread.
+        var allowed: Set<UInt64>?
+        if let docs {
+            allowed = Set(try docs.compactMap { try store.document($0, snapshot: snapshot)?.number })
+        }
         let avg = Double(stats.totalLength) / Double(stats.windows)
-        var scores: [String: (UInt64, Int, Double)] = [:]
+        struct Key: Hashable { var document: UInt64; var window: Int }
+        var scores: [Key: Double] = [:]
         for term in LexicalAnalyzer.terms(question).keys {
             let postings = try store.postings(term, snapshot: snapshot)
             guard !postings.isEmpty else { continue }
             let n = Double(postings.count)
             let idf = log(1 + (Double(stats.windows) - n + 0.5) / (n + 0.5))
-            for p in postings {
+            for p in postings where allowed?.contains(p.document) ?? true {
                 let tf = Double(p.termFrequency)
                 let s = idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * Double(p.windowLength) / max(avg, 1)))
-                let key = "\(p.document)/\(p.window)"
-                scores[key, default: (p.document, p.window, 0)].2 += s
+                scores[Key(document: p.document, window: p.window), default: 0] += s
             }
         }
+        // Best first; each group of equal scores resolved to records and ordered by id, until k.
+        let ranked = scores.sorted { $0.value > $1.value }
+        var records: [UInt64: DocumentRecord?] = [:]
         var out: [ScoredWindow] = []
-        for (_, (num, w, s)) in scores {
-            guard let doc = byNumber[num] else { continue }
-            if let docs, !docs.contains(doc.id) { continue }
-            out.append(ScoredWindow(document: doc, window: w, score: s))
+        var i = 0
+        while i < ranked.count, out.count < k {
+            var j = i
+            while j < ranked.count, ranked[j].value == ranked[i].value { j += 1 }
+            var group: [ScoredWindow] = []
+            for (key, score) in ranked[i..<j] {
+                if records[key.document] == nil { records[key.document] = .some(try store.document(number: key.document, snapshot: snapshot)) }
+                // A posting no readable record owns (left by a damaged record) is skipped.
+                guard let doc = records[key.document] ?? nil else { continue }
+                group.append(ScoredWindow(document: doc, window: key.window, score: score))
+            }
+            group.sort { ($0.document.id, $0.window) < ($1.document.id, $1.window) }
+            out += group.prefix(k - out.count)
+            i = j
         }
-        out.sort { $0.score != $1.score ? $0.score > $1.score : ($0.document.id, $0.window) < ($1.document.id, $1.window) }
-        return Array(out.prefix(k))
+        return out
     }
 }

@@ -68,7 +68,7 @@ public struct ForwardResult: Sendable {
 
 /// A model plus its KV cache and reusable run-state buffers. One session serves one sequence
 /// at a time; many sessions can share one LlamaModel.
-public final class InferenceSession: @unchecked Sendable {
+public final class InferenceSession {
     public let model: LlamaModel
     public let cache: KVCache
     private var scratchRows = 0

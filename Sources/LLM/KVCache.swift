@@ -3,7 +3,7 @@ import Tensor
 /// Per-layer key/value rows of past tokens: keys are stored after RoPE, at the positions the
 /// forward pass (or an external filler, such as the SAC decoder) gave them.
 /// Layout per layer: [capacity, kvHeads * headDim], row i = i-th cached token.
-public final class KVCache: @unchecked Sendable {
+public final class KVCache {
     public let layerCount: Int
     public let kvDim: Int
     public private(set) var capacity: Int

@@ -1,11 +1,12 @@
 import Digest
 import Foundation
+import Synchronization
 import Tensor
 import Tokenizer
 
 /// A loaded Llama-family model: configuration, weights, tokenizer. Immutable after loading,
 /// so one instance is shared by every session (weights are never copied per request).
-public final class LlamaModel: @unchecked Sendable {
+public final class LlamaModel: Sendable {
     public let config: LlamaConfig
     public let weights: LlamaWeights
     public let tokenizer: BPETokenizer
@@ -22,8 +23,8 @@ public final class LlamaModel: @unchecked Sendable {
     /// Returns the stored bytes of the token-embedding tensor (kept mapped, read only when the
     /// fingerprint is first asked for).
     private let embeddingBytes: @Sendable () throws -> UnsafeRawBufferPointer
-    private let fingerprintLock = NSLock()
-    private var cachedFingerprint: String?
+    /// Computed on first use (it hashes the embedding table), then kept.
+    private let cachedFingerprint = Mutex<String?>(nil)
 
     init(config: LlamaConfig, weights: LlamaWeights, tokenizer: BPETokenizer, source: String, name: String,
          chatTemplate: String? = nil, embeddingBytes: @escaping @Sendable () throws -> UnsafeRawBufferPointer) {
@@ -80,15 +81,13 @@ public final class LlamaModel: @unchecked Sendable {
     /// that KV made by one model is never decoded by another. tools/reference/sac_ref.py
     /// computes the same value.
     public func fingerprint() throws -> String {
-        fingerprintLock.lock()
-        defer { fingerprintLock.unlock() }
-        if let f = cachedFingerprint { return f }
+        if let f = cachedFingerprint.withLock({ $0 }) { return f }
         let c = config
         var h = SHA256()
         h.update("llama|layers=\(c.layerCount)|hidden=\(c.hiddenSize)|heads=\(c.headCount)|kv_heads=\(c.kvHeadCount)|head_dim=\(c.headDim)|ffn=\(c.intermediateSize)|vocab=\(c.vocabSize)|")
         h.update(try embeddingBytes())
         let f = String(h.finalize().hexString.prefix(32))
-        cachedFingerprint = f
+        cachedFingerprint.withLock { $0 = f }
         return f
     }
 

@@ -2,7 +2,7 @@ import Tensor
 
 /// Low-rank update y += scale * (x A) B with A [in, rank] and B [rank, out] (the orientation
 /// SAC checkpoints store; transposed relative to PEFT).
-public struct LoRAPair: @unchecked Sendable {
+public struct LoRAPair: Sendable {
     public let a: FloatBuffer   // [in, rank]
     public let b: FloatBuffer   // [rank, out]
     public let inFeatures: Int

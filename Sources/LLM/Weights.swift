@@ -2,7 +2,7 @@ import CKernels
 import Tensor
 
 /// Raw ggml-quantized rows kept for the decode mat-vec kernels.
-public struct QuantizedRows: @unchecked Sendable {
+public struct QuantizedRows: Sendable {
     public let type: UInt32
     public let rowBytes: Int
     public let storage: ByteBuffer
@@ -10,7 +10,7 @@ public struct QuantizedRows: @unchecked Sendable {
 
 /// A linear layer y = x W^T with W [out, in]. Prefill uses fp32 W with sgemm; a single token
 /// uses the quantized rows when the checkpoint had them (4-5x less memory traffic).
-public final class Linear: @unchecked Sendable {
+public final class Linear: Sendable {
     public let outFeatures: Int
     public let inFeatures: Int
     /// [out, in] fp32, or nil when only quantized rows are kept (the LM head).
@@ -69,7 +69,7 @@ public final class Linear: @unchecked Sendable {
 }
 
 /// Token embedding table [vocab, hidden], fp32 or quantized rows.
-public final class EmbeddingTable: @unchecked Sendable {
+public final class EmbeddingTable: Sendable {
     public let vocabSize: Int
     public let hiddenSize: Int
     let f32: FloatBuffer?
@@ -96,7 +96,7 @@ public final class EmbeddingTable: @unchecked Sendable {
     var asLinear: Linear { Linear(outFeatures: vocabSize, inFeatures: hiddenSize, weight: f32, quantized: quantized) }
 }
 
-public struct LayerWeights: @unchecked Sendable {
+public struct LayerWeights: Sendable {
     public let attnNorm: FloatBuffer      // [hidden]
     public let q: Linear                  // [qDim, hidden], HF row order
     public let k: Linear                  // [kvDim, hidden], HF row order
@@ -108,7 +108,7 @@ public struct LayerWeights: @unchecked Sendable {
     public let down: Linear               // [hidden, ffn]
 }
 
-public struct LlamaWeights: @unchecked Sendable {
+public struct LlamaWeights: Sendable {
     public let embedding: EmbeddingTable
     public let layers: [LayerWeights]
     public let outputNorm: FloatBuffer    // [hidden]

@@ -101,7 +101,7 @@ public struct GGUFTensorInfo: Sendable, Equatable {
 
 /// A GGUF file (v2/v3), memory-mapped. Every offset and size is validated at open, so
 /// reading a tensor afterwards cannot run past the mapping.
-public final class GGUFFile: @unchecked Sendable {
+public final class GGUFFile: Sendable {
     public let path: String
     public let version: UInt32
     public let metadata: [String: GGUFValue]

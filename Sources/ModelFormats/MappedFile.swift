@@ -6,6 +6,8 @@ import Darwin
 
 /// A read-only memory map of a whole file. Model weights are read in place, never copied
 /// into the heap just to be parsed.
+/// @unchecked Sendable: the mapping is read-only (PROT_READ) and unmapped only in deinit, so
+/// every thread sees the same immutable bytes.
 public final class MappedFile: @unchecked Sendable {
     public let path: String
     public let bytes: UnsafeRawBufferPointer

@@ -28,7 +28,7 @@ public struct SafetensorsTensorInfo: Sendable, Equatable {
 }
 
 /// One safetensors file, memory-mapped: 8-byte header length, JSON header, data.
-public final class SafetensorsFile: @unchecked Sendable {
+public final class SafetensorsFile: Sendable {
     public let path: String
     public let tensors: [String: SafetensorsTensorInfo]
     /// The "__metadata__" string map.
@@ -136,7 +136,7 @@ public final class SafetensorsFile: @unchecked Sendable {
 }
 
 /// The safetensors files of a Hugging Face checkpoint directory, sharded or not.
-public final class SafetensorsModel: @unchecked Sendable {
+public final class SafetensorsModel: Sendable {
     public let directory: String
     private let files: [SafetensorsFile]
     private let owner: [String: Int]

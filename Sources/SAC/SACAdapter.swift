@@ -6,7 +6,7 @@ import ModelFormats
 /// A trained SAC adapter for one base model and one ratio: LoRA on q/v of every layer (encoder
 /// only), the role-token table added to anchor embeddings, and the [LM] embedding that starts
 /// the decoder input. Stored as safetensors with string metadata (docs/sac.md, "Adapter file").
-public final class SACAdapter: @unchecked Sendable {
+public final class SACAdapter: Sendable {
     public static let formatName = "anchorkv.sac-adapter"
     public static let formatVersion = "1"
 

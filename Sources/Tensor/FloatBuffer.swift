@@ -1,5 +1,7 @@
 /// A fixed-size, 64-byte aligned float buffer that owns its memory. Forward passes allocate these
 /// once and reuse them, so the hot path never touches Swift arrays' copy-on-write machinery.
+/// @unchecked Sendable: model weights are written once at load and only read afterwards; run-state
+/// buffers belong to one InferenceSession (not Sendable), so no two threads write one buffer.
 public final class FloatBuffer: @unchecked Sendable {
     public let pointer: UnsafeMutablePointer<Float>
     public let count: Int
@@ -27,6 +29,7 @@ public final class FloatBuffer: @unchecked Sendable {
 }
 
 /// Owned raw bytes with alignment (quantized weight rows kept for the decode kernels).
+/// @unchecked Sendable: filled once at load (quantized weight rows), read-only afterwards.
 public final class ByteBuffer: @unchecked Sendable {
     public let pointer: UnsafeMutableRawPointer
     public let count: Int

@@ -39,6 +39,48 @@ final class KnowledgeBaseTests: XCTestCase {
         try ["windows", "kv"].reduce(0) { $0 + (try store.db.keys($1, prefix: KVStore.be64(number)).count) }
     }
 
+    /// The counters kept in the write batches and the number index agree with a scan of the
+    /// records after adds, a replace, a compaction and a delete; a store written without them
+    /// (an older build) gets both when it is opened.
+    func testCountersAndNumberIndexFollowEveryWriteAndAreBuiltForOldStores() throws {
+        let kb = try openKB()
+        func check(_ what: String, line: UInt = #line) throws {
+            let docs = try kb.store.documents()
+            let t = try kb.store.lexStats()
+            XCTAssertTrue(t.counted, what, line: line)
+            XCTAssertEqual(t.documents, docs.count, what, line: line)
+            XCTAssertEqual(t.tokens, docs.reduce(0) { $0 + $1.tokens }, what, line: line)
+            XCTAssertEqual(t.anchors, docs.reduce(0) { $0 + $1.anchors }, what, line: line)
+            XCTAssertEqual(t.kvBytes, docs.reduce(0) { $0 + $1.kvBytes }, what, line: line)
+            XCTAssertEqual(try kb.store.db.keys("meta", prefix: Array("num/".utf8)).count, docs.count, what, line: line)
+            for d in docs { XCTAssertEqual(try kb.store.document(number: d.number), d, what, line: line) }
+            let ids = docs.map(\.id)
+            XCTAssertEqual(try kb.store.documents(limit: 2, offset: 1).map(\.id), Array(ids.dropFirst().prefix(2)), what, line: line)
+        }
+        try check("empty")
+        for name in ["danube.md", "honeybees.md", "printing-press.md"] { _ = try kb.ingest(try sample(name)) }
+        try check("three added")
+        _ = try kb.ingest(SourceDocument(id: "danube.md", title: "x", text: "The Danube flows into the Black Sea.", origin: "t"))
+        try check("one replaced")
+        let r = try kb.compact(toRatio: 15, adapter: nil, documents: ["honeybees.md"])
+        XCTAssertEqual(r.compacted, ["honeybees.md"])
+        try check("one compacted")
+        XCTAssertTrue(try kb.store.delete("printing-press.md"))
+        try check("one deleted")
+        let answerBefore = try kb.query("Where does the Danube flow?", k: 2, maxTokens: 6).answer
+
+        // What an older build left: totals without counters, no number index.
+        var old = try kb.store.lexStats()
+        (old.documents, old.tokens, old.anchors, old.kvBytes, old.counted) = (0, 0, 0, 0, false)
+        let b = kb.store.db.makeBatch()
+        b.put("meta", Array("lexstats".utf8), try KVStore.json(old))
+        for k in try kb.store.db.keys("meta", prefix: Array("num/".utf8)) { b.delete("meta", k) }
+        try kb.store.db.write(b)
+        try kb.store.upgradeIndexes()  // what opening the store runs
+        try check("upgraded after an older build")
+        XCTAssertEqual(try kb.query("Where does the Danube flow?", k: 2, maxTokens: 6).answer, answerBefore)
+    }
+
     func testWholeDocumentQueryEqualsAskOnTheSameContext() throws {
         let model = try DefaultModel.load()
         let adapter = try SACAdapter.random(for: model, ratio: 15, rank: 4)
@@ -215,9 +257,11 @@ final class KnowledgeBaseTests: XCTestCase {
             try kb.store.db.write(b)
         }
         try garble()
-        XCTAssertThrowsError(try kb.query("Who decoded the waggle dance of bees?", k: 2, maxTokens: 2)) {
+        XCTAssertThrowsError(try kb.query("Who built the Eddystone lighthouse?", k: 2, maxTokens: 2)) {
             XCTAssertTrue("\($0)".contains("the record of document 'long' is not valid JSON") && "\($0)".contains("anchorkv ingest"), "\($0)")
         }
+        // Retrieval reads only the records of the windows it answers from: the other document still answers.
+        XCTAssertNoThrow(try kb.query("Who decoded the waggle dance?", k: nil, documents: ["honeybees.md"], maxTokens: 2))
         let repaired = try kb.ingest(doc)
         XCTAssertEqual(repaired.status, .repaired)
         XCTAssertEqual(try counts(), whole, "the lost version's keys are gone, the totals are right")
