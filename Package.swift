@@ -84,9 +84,12 @@ let package = Package(
         .testTarget(name: "ModelFormatsTests", dependencies: ["ModelFormats", "TestSupport"], resources: [.copy("Goldens")]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer"], resources: [.copy("Goldens")]),
         // Helpers shared by the test targets (default model, golden readers, error statistics).
-        .target(name: "TestSupport", dependencies: ["LLM"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["LLM", "Digest"], path: "Tests/TestSupport"),
         .testTarget(name: "LLMTests", dependencies: ["LLM", "ModelFormats", "TestSupport"], resources: [.copy("Goldens")]),
         .testTarget(name: "SACTests", dependencies: ["SAC", "LLM", "Digest", "TestSupport"], resources: [.copy("Goldens")]),
+        .testTarget(name: "DigestTests", dependencies: ["Digest"]),
+        .testTarget(name: "KVStoreTests", dependencies: ["KVStore", "Digest"]),
+        .testTarget(name: "AnchorKVCoreTests", dependencies: ["AnchorKVCore", "KVStore", "SAC", "Snapshots", "TestSupport"]),
         .testTarget(name: "KnowledgeBaseTests", dependencies: ["KnowledgeBase", "KVStore", "SAC", "LLM", "TestSupport"]),
         .testTarget(name: "SnapshotTests", dependencies: ["Snapshots", "KnowledgeBase", "KVStore", "SAC", "LLM", "TestSupport"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "SAC", "LLM", "TestSupport"]),

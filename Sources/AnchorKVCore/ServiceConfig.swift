@@ -91,12 +91,12 @@ public struct ServiceConfig: Sendable, Equatable {
         }
         func int(_ k: String) throws -> Int? {
             guard let v = s[k] else { return nil }
-            guard let n = v as? Int else { throw ConfigError(message: "serve.\(k) must be an integer") }
-            return n
+            guard !ConfigSection.isBool(v), let n = v as? NSNumber, let i = Int(exactly: n.doubleValue) else { throw ConfigError(message: "serve.\(k) must be an integer") }
+            return i
         }
         func double(_ k: String) throws -> Double? {
             guard let v = s[k] else { return nil }
-            guard let n = (v as? NSNumber)?.doubleValue else { throw ConfigError(message: "serve.\(k) must be a number") }
+            guard !ConfigSection.isBool(v), let n = (v as? NSNumber)?.doubleValue, n.isFinite else { throw ConfigError(message: "serve.\(k) must be a number") }
             return n
         }
         if let h = s["host"] {

@@ -201,19 +201,3 @@ final class CrashTests: XCTestCase {
         XCTAssertEqual(try store.db.keys("windows", prefix: []).count, windows, "no window without its document")
     }
 }
-
-/// Runs the CLI binary from the repository root to its exit: status, stdout, stderr.
-private func runCLI(_ binary: URL, _ args: [String]) throws -> (status: Int32, out: String, err: String) {
-    let p = Process()
-    p.executableURL = binary
-    p.arguments = args
-    p.currentDirectoryURL = CLIBinary.root
-    let out = Pipe(), err = Pipe()
-    p.standardOutput = out
-    p.standardError = err
-    try p.run()
-    let e = err.fileHandleForReading.readDataToEndOfFile()
-    let o = out.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
-}

@@ -37,17 +37,17 @@ final class SmolLM2GoldenTests: XCTestCase {
     func testLogitsMatchReferenceWithFP32Activations() throws {
         let (l, h, mismatches) = try compareLogits(integerDecode: false)
         print("SmolLM2 fp32 path vs reference: logits \(l); final hidden \(h)")
-        // fp32 vs float64 with the same dequantized weights: ~1e-4 expected (README of tools/reference).
-        XCTAssertLessThan(l.maxAbs, 2e-3, "logits \(l)")
-        XCTAssertLessThan(h.maxAbs, 2e-3, "hidden \(h)")
+        // fp32 vs float64 with the same dequantized weights: measured 8.0e-5 / 5.7e-5 (docs/architecture.md).
+        XCTAssertLessThan(l.maxAbs, 3e-4, "logits \(l)")
+        XCTAssertLessThan(h.maxAbs, 3e-4, "hidden \(h)")
         XCTAssertEqual(mismatches, 0)
     }
 
     func testLogitsMatchReferenceWithInt16Decode() throws {
         let (l, h, mismatches) = try compareLogits(integerDecode: true)
         print("SmolLM2 int16-activation decode vs reference: logits \(l); final hidden \(h)")
-        // Decode steps quantize activations to int16 per 32-block.
-        XCTAssertLessThan(l.maxAbs, 5e-3, "logits \(l)")
+        // Decode steps quantize activations to int16 per 32-block: measured 3.5e-3.
+        XCTAssertLessThan(l.maxAbs, 1e-2, "logits \(l)")
         XCTAssertEqual(mismatches, 0, "greedy argmax must agree at every step")
     }
 
@@ -100,7 +100,7 @@ final class SmolLM2GoldenTests: XCTestCase {
         }
         print("custom forward vs reference: hidden \(hidden); logits \(logits); K \(k); V \(v)")
         for (name, e) in [("hidden", hidden), ("logits", logits), ("K", k), ("V", v)] {
-            XCTAssertLessThan(e.maxAbs, 2e-3, "\(name): \(e)")
+            XCTAssertLessThan(e.maxAbs, 3e-4, "\(name): \(e)")  // measured <= 5.8e-5
         }
         XCTAssertEqual(r.hidden.count, ids.count * H)
 
@@ -112,7 +112,8 @@ final class SmolLM2GoldenTests: XCTestCase {
         var pvErr = ErrorStats()
         pvErr.add(r2.hidden, matrix(pv["final_hidden"]).flatMap { $0 })
         for i in 0..<2 { pvErr.add(strided(Array(r2.logits[i * V..<(i + 1) * V]), stride: 64), matrix(pv["logits_subset"])[i]) }
-        XCTAssertLessThan(pvErr.maxAbs, 2e-3, "position variant: \(pvErr)")
+        print("custom forward, position variant vs reference: \(pvErr)")
+        XCTAssertLessThan(pvErr.maxAbs, 3e-4, "position variant: \(pvErr)")  // measured 6.0e-5
     }
 
     func loadLoRA(_ path: String, layers: Int, scale: Float) throws -> LoRAWeights {
@@ -158,5 +159,25 @@ final class SmolLM2GoldenTests: XCTestCase {
         try data.prefix(data.count / 2).write(to: cut)
         defer { try? FileManager.default.removeItem(at: cut) }
         XCTAssertThrowsError(try LlamaModel.load(path: cut.path)) { XCTAssertTrue("\($0)".contains("truncated"), "\($0)") }
+    }
+}
+
+/// The committed goldens are the files their generators wrote (MANIFEST.txt sha256s), and a
+/// changed or unlisted file is caught.
+final class LLMGoldenManifestTests: XCTestCase {
+    func testGoldenFilesMatchTheirManifest() throws {
+        XCTAssertEqual(try Goldens.manifestProblems(), [])
+        let fm = FileManager.default
+        let copy = fm.temporaryDirectory.appendingPathComponent("akv-goldens-\(UUID().uuidString)")
+        try fm.copyItem(at: Goldens.dir, to: copy)
+        defer { try? fm.removeItem(at: copy) }
+        var data = try Data(contentsOf: copy.appendingPathComponent("tiny-logits.json"))
+        data[data.count / 2] ^= 1
+        try data.write(to: copy.appendingPathComponent("tiny-logits.json"))
+        try Data("x".utf8).write(to: copy.appendingPathComponent("stray.json"))
+        let problems = try GoldenFolder(copy).manifestProblems()
+        XCTAssertEqual(problems.count, 2, "\(problems)")
+        XCTAssertTrue(problems.contains { $0.hasPrefix("tiny-logits.json: sha256") }, "\(problems)")
+        XCTAssertTrue(problems.contains("stray.json is not in MANIFEST.txt"), "\(problems)")
     }
 }

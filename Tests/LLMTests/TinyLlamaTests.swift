@@ -37,7 +37,7 @@ final class TinyLlamaTests: XCTestCase {
             }
         }
         print("tiny HF Llama vs reference: logits \(err)")
-        XCTAssertLessThan(err.maxAbs, 1e-4, "\(err)")
+        XCTAssertLessThan(err.maxAbs, 2e-5, "\(err)")  // measured 5.1e-6
     }
 
     func testBrokenHuggingFaceDirectoriesAreTypedErrors() throws {

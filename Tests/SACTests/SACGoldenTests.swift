@@ -47,8 +47,9 @@ final class SACGoldenTests: XCTestCase {
             normErr.add(ctx.keys.map(norm), floats(c.json["k_norms"]), floor: 1)
             normErr.add(ctx.values.map(norm), floats(c.json["v_norms"]), floor: 1)
             print("SAC \(c.name): anchor K \(kErr); V \(vErr); per-layer norms rel \(String(format: "%.3g", normErr.maxRel))")
-            XCTAssertLessThan(kErr.maxAbs, 2e-3, "\(c.name) K \(kErr)")
-            XCTAssertLessThan(vErr.maxAbs, 2e-3, "\(c.name) V \(vErr)")
+            // Measured <= 1.4e-5 (K) and 2.7e-5 (V).
+            XCTAssertLessThan(kErr.maxAbs, 1e-4, "\(c.name) K \(kErr)")
+            XCTAssertLessThan(vErr.maxAbs, 1e-4, "\(c.name) V \(vErr)")
             XCTAssertLessThan(normErr.maxRel, 1e-4, "\(c.name): every layer's norms")
         }
     }
@@ -74,7 +75,7 @@ final class SACGoldenTests: XCTestCase {
                 if Int32(got.indices.max { got[$0] < got[$1] }!) != top[0] { argmaxMismatch += 1 }
             }
             print("SAC \(c.name): decoder logits \(err) over \(rows.count) steps")
-            XCTAssertLessThan(err.maxAbs, 5e-3, "\(c.name) logits \(err)")
+            XCTAssertLessThan(err.maxAbs, 3e-3, "\(c.name) logits \(err)")  // measured <= 8.8e-4 (int16 decode)
             XCTAssertEqual(argmaxMismatch, 0, "\(c.name): greedy choice at every step")
 
             // The real decode path (int16 activations) gives the reference's greedy answer.
@@ -100,12 +101,25 @@ final class ConvertedAdapterTests: XCTestCase {
         let ctx = try SACEncoder(model: model, mode: .adapter(adapter)).compress(text: "Hello, tiny llama! The llama eats grass.")
         XCTAssertEqual(ctx.anchorCount, 1)
         let answer = try SACDecoder(model: model, adapter: adapter).answer(ctx, question: "What does it eat?", maxTokens: 4)
-        XCTAssertLessThanOrEqual(answer.tokens.count, 4)
+        XCTAssertFalse(answer.tokens.isEmpty, "the decoder produced an answer")
+        XCTAssertTrue(answer.tokens.allSatisfy { $0 >= 0 && Int($0) < model.config.vocabSize }, "\(answer.tokens)")
+        // The converted LoRA and role tokens act: the anchors' KV differs from the plain model's.
+        let plain = try SACEncoder(model: model, mode: .plain, ratio: 51).compress(text: "Hello, tiny llama! The llama eats grass.")
+        XCTAssertEqual(plain.anchorCount, ctx.anchorCount)
+        let moved = zip(ctx.keys[0], plain.keys[0]).map { abs($0 - $1) }.max() ?? 0
+        XCTAssertGreaterThan(moved, 1e-3, "the adapter changed the anchors' keys")
 
         // The default model refuses it: it was made for the tiny model's weights.
         let smol = try DefaultModel.load()
         XCTAssertThrowsError(try SACAdapter.load(path: Goldens.path("tiny-adapter-r51.safetensors"), for: smol)) {
             guard case SACError.modelMismatch = $0 else { return XCTFail("\($0)") }
         }
+    }
+}
+
+/// The committed goldens are the files their generators wrote (MANIFEST.txt sha256s).
+final class SACGoldenManifestTests: XCTestCase {
+    func testGoldenFilesMatchTheirManifest() throws {
+        XCTAssertEqual(try Goldens.manifestProblems(), [])
     }
 }

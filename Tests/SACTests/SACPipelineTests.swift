@@ -31,7 +31,7 @@ final class SACPipelineTests: XCTestCase {
         var err = ErrorStats()
         err.add(Array(logits[(logits.count - vocab)...]), want)
         print("full-KV baseline vs plain forward: \(err)")
-        XCTAssertLessThan(err.maxAbs, 1e-3)
+        XCTAssertLessThan(err.maxAbs, 2e-4)  // measured 3.1e-5
     }
 
     func testKVFileRoundTripAndAnswerFromFile() throws {

@@ -1,3 +1,4 @@
+import Digest
 import Foundation
 import LLM
 import XCTest
@@ -11,6 +12,33 @@ public struct GoldenFolder: Sendable {
     public func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
     public func json(_ name: String) throws -> [String: Any] {
         try JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent(name))) as! [String: Any]
+    }
+
+    /// What is wrong between MANIFEST.txt ("sha256  relative/path" lines, written by the golden
+    /// generators in tools/reference) and the folder: a changed file, a listed file missing, a
+    /// file not listed. Empty when the goldens are the ones the generator made.
+    public func manifestProblems() throws -> [String] {
+        let text = try String(contentsOf: dir.appendingPathComponent("MANIFEST.txt"), encoding: .utf8)
+        var listed: [String: String] = [:]
+        for line in text.split(separator: "\n") where !line.hasPrefix("#") && !line.allSatisfy(\.isWhitespace) {
+            let parts = line.split(separator: " ", omittingEmptySubsequences: true)
+            guard parts.count == 2, parts[0].count == 64 else { return ["MANIFEST.txt: cannot read the line '\(line)'"] }
+            listed[String(parts[1])] = String(parts[0])
+        }
+        var problems: [String] = []
+        for (name, want) in listed.sorted(by: { $0.key < $1.key }) {
+            guard let data = FileManager.default.contents(atPath: path(name)) else { problems.append("\(name) is listed but missing"); continue }
+            let got = SHA256.hex(data)
+            if got != want { problems.append("\(name): sha256 \(got), MANIFEST.txt says \(want)") }
+        }
+        let fm = FileManager.default
+        for case let rel as String in fm.enumerator(atPath: dir.path) ?? .init() {
+            var isDir: ObjCBool = false
+            guard fm.fileExists(atPath: path(rel), isDirectory: &isDir), !isDir.boolValue,
+                  !["MANIFEST.txt", ".keep"].contains((rel as NSString).lastPathComponent) else { continue }
+            if listed[rel] == nil { problems.append("\(rel) is not in MANIFEST.txt") }
+        }
+        return problems
     }
 }
 
@@ -100,4 +128,23 @@ public enum CLIBinary {
         if require { throw Unusable(description: message) }
         throw XCTSkip(message)
     }
+}
+
+/// Runs the CLI binary to its exit (from `folder`, default the repository root): status, stdout, stderr.
+/// `environment` replaces the process's environment when given.
+public func runCLI(_ binary: URL, _ args: [String], in folder: URL = CLIBinary.root,
+                   environment: [String: String]? = nil) throws -> (status: Int32, out: String, err: String) {
+    let p = Process()
+    p.executableURL = binary
+    p.arguments = args
+    p.currentDirectoryURL = folder
+    if let environment { p.environment = environment }
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    try p.run()
+    let e = err.fileHandleForReading.readDataToEndOfFile()
+    let o = out.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
 }
