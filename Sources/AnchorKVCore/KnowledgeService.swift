@@ -204,7 +204,7 @@ public final class KnowledgeService: Sendable {
                       citations: r.citations.map { Citation(document: $0.document, title: $0.title, window: $0.window, score: $0.score, snippet: $0.snippet) },
                       timings: QueryTimings(retrieveS: r.retrieveSeconds, loadS: r.loadSeconds, firstTokenS: r.firstTokenSeconds,
                                             decodeS: r.decodeSeconds, totalS: r.totalSeconds),
-                      contextTokens: r.contextTokens, anchors: r.anchors, ratio: ratio)
+                      contextTokens: r.contextTokens, anchors: r.anchors, ratio: r.ratio)
     }
 
     /// Runs a read, again (up to `attempts` times) when it met a record its document promised

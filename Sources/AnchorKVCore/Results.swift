@@ -164,6 +164,7 @@ public struct Answer: Codable, Sendable {
     public var timings: QueryTimings
     public var contextTokens: Int
     public var anchors: Int
+    /// The ratio of the KV the answer was decoded from.
     public var ratio: Int
 }
 

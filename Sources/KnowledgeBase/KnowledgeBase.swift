@@ -38,6 +38,8 @@ public struct QueryResult: Sendable {
     public var totalSeconds: Double
     public var contextTokens: Int
     public var anchors: Int
+    /// The ratio of the KV answered from (a store can hold several after compaction).
+    public var ratio: Int
 }
 
 /// Bounds on one document's ingest (config/anchorkv.json "ingest"), the same for the CLI and the
@@ -310,7 +312,7 @@ public final class KnowledgeBase: Sendable {
         return QueryResult(answer: answer.text, answerTokens: answer.tokens, citations: citations, retrieveSeconds: retrieveSeconds,
                            loadSeconds: loadStore + answer.loadSeconds, firstTokenSeconds: since(t0) - answer.decodeSeconds,
                            decodeSeconds: answer.prefillSeconds + answer.decodeSeconds, totalSeconds: since(t0),
-                           contextTokens: ctx.contextLength, anchors: ctx.anchorCount)
+                           contextTokens: ctx.contextLength, anchors: ctx.anchorCount, ratio: ctx.ratio)
     }
 
     private func decoderFor(_ ctx: CompressedContext) throws -> SACDecoder {
