@@ -142,7 +142,7 @@ public final class KnowledgeBase: Sendable {
         } catch SACError.deadlinePassed(let done, let n) {
             throw StoreError.invalidInput("encoding document '\(doc.id)' (\(tokens.count) tokens) ran past ingest.max_document_seconds (\(limits.maxDocumentSeconds) s) in config/anchorkv.json after \(done) of \(n) windows; split it into smaller documents or raise the setting. Nothing of it was stored")
         }
-        let windows = contextWindows(count: tokens.count, size: layout.window)
+        let windows = layout.windows.windows(count: tokens.count)
         var windowRecords: [WindowRecord] = []
         for (w, range) in windows.enumerated() {
             let textStart = w == 0 ? min(headerTokens, range.count) : 0
@@ -201,15 +201,11 @@ public final class KnowledgeBase: Sendable {
     /// One layer of a whole document's KV, every window in order (as `context(of:)` lays it out),
     /// from `snapshot`; each record is checked against its window's anchors x kv_dim.
     public func documentLayer(_ doc: DocumentRecord, layer: Int, snapshot: RocksDB.Snapshot) throws -> (keys: [Float], values: [Float]) {
-        let c = model.config, W = layout.window
+        let c = model.config
         var keys: [Float] = [], values: [Float] = []
         for w in 0..<doc.windows {
-            let (start, over) = w.multipliedReportingOverflow(by: W)
-            guard !over, start < doc.tokens, KVStore.ratios.contains(doc.ratio) else {
-                throw StoreError.corruptRecord(document: doc.id, window: w, layer: nil,
-                                               reason: "the document claims \(doc.windows) windows, \(doc.tokens) tokens and ratio \(doc.ratio)")
-            }
-            let shape = TensorCodec.Shape(rows: UniformAnchors.count(windowLength: min(W, doc.tokens - start), ratio: doc.ratio), cols: c.kvDim)
+            let (_, length) = try window(w, of: doc)
+            let shape = TensorCodec.Shape(rows: UniformAnchors.count(windowLength: length, ratio: doc.ratio), cols: c.kvDim)
             let r = try store.loadKV(doc, window: w, layer: layer, expect: shape, snapshot: snapshot)
             keys += r.keys
             values += r.values
@@ -217,9 +213,19 @@ public final class KnowledgeBase: Sendable {
         return (keys, values)
     }
 
+    /// Window `w` of a stored document (first token, length), checked against what its record
+    /// claims: a damaged record's window count, tokens or ratio is a corrupt-record error.
+    func window(_ w: Int, of doc: DocumentRecord) throws -> (start: Int, length: Int) {
+        guard w < doc.windows, KVStore.ratios.contains(doc.ratio), let win = layout.windows.window(w, of: doc.tokens) else {
+            throw StoreError.corruptRecord(document: doc.id, window: w, layer: nil,
+                                           reason: "the document claims \(doc.windows) windows, \(doc.tokens) tokens and ratio \(doc.ratio)")
+        }
+        return win
+    }
+
     func context(of windows: [(DocumentRecord, Int)], snapshot: RocksDB.Snapshot?, keepTensors: Bool) throws -> CompressedContext {
         guard let first = windows.first else { throw StoreError.invalidInput("no windows to answer from") }
-        let c = model.config, W = layout.window
+        let c = model.config, windowLayout = layout.windows
         var keys = [[Float]](repeating: [], count: c.layerCount), values = keys
         var positions: [Int32] = [], counts: [Int] = []
         var contextLength = 0
@@ -227,12 +233,7 @@ public final class KnowledgeBase: Sendable {
             guard doc.ratio == first.0.ratio, doc.adapter == first.0.adapter else {
                 throw StoreError.invalidInput("documents '\(first.0.id)' and '\(doc.id)' are stored at different ratios or adapters; query them separately")
             }
-            let (start, over) = w.multipliedReportingOverflow(by: W)
-            guard w >= 0, w < doc.windows, !over, start < doc.tokens, KVStore.ratios.contains(doc.ratio) else {
-                throw StoreError.corruptRecord(document: doc.id, window: w, layer: nil,
-                                               reason: "the document claims \(doc.windows) windows, \(doc.tokens) tokens and ratio \(doc.ratio)")
-            }
-            let length = min(W, doc.tokens - start)
+            let (start, length) = try window(w, of: doc)
             // Checked before decoding: each record is this window's anchors x the model's kv_dim.
             let shape = TensorCodec.Shape(rows: UniformAnchors.count(windowLength: length, ratio: doc.ratio), cols: c.kvDim)
             let records = try store.loadKV(doc, window: w, layers: c.layerCount, expect: shape, snapshot: snapshot)
@@ -245,9 +246,9 @@ public final class KnowledgeBase: Sendable {
             guard local.first.map({ $0 >= 1 }) ?? false, local.last! <= length, zip(local, local.dropFirst()).allSatisfy({ $0 < $1 }) else {
                 throw StoreError.corruptRecord(document: doc.id, window: w, layer: 0, reason: "anchor positions are not ascending inside the window's \(length) tokens")
             }
-            positions += local.map { Int32(i * W + $0) }
+            positions += local.map { windowLayout.position(slot: i, offset: $0) }
             counts.append(records[0].rows)
-            contextLength = i * W + length
+            contextLength = windowLayout.contextLength(lastSlot: i, length: length)
         }
         return CompressedContext(ratio: first.0.ratio, contextLength: contextLength, positions: positions, windowAnchorCounts: counts,
                                  keys: keys, values: values, kvDim: c.kvDim, modelFingerprint: store.manifest.modelFingerprint,

@@ -53,8 +53,3 @@ public struct RandomAnchors: AnchorSelector {
     }
 }
 
-/// Consecutive windows of `size` tokens over `count` tokens; the last may be short.
-public func contextWindows(count: Int, size: Int) -> [Range<Int>] {
-    precondition(size > 0)
-    return stride(from: 0, to: count, by: size).map { $0..<min($0 + size, count) }
-}

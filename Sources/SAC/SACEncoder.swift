@@ -63,7 +63,7 @@ public final class SACEncoder {
         }
         guard !tokens.isEmpty else { throw SACError.invalidInput("the context has no tokens") }
         let c = model.config
-        let windows = contextWindows(count: tokens.count, size: layout.window)
+        let windows = layout.windows.windows(count: tokens.count)
         var anchorsPerWindow: [[Int]] = []  // global indices
         for (w, range) in windows.enumerated() {
             let local = selector.anchors(windowLength: range.count, ratio: ratio, windowIndex: w)
