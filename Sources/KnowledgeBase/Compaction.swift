@@ -42,7 +42,7 @@ extension KnowledgeBase {
         var candidates: [DocumentRecord]
         if let ids {
             candidates = try ids.map { id in
-                guard let d = try store.document(id) else { throw StoreError.invalidInput("no document '\(id)' in the store (anchorkv docs list shows the ids)") }
+                guard let d = try store.document(id) else { throw StoreError.invalidInput("no document '\(id)' in the store") }
                 return d
             }
         } else {

@@ -265,7 +265,7 @@ public final class KnowledgeBase: Sendable {
         var picked: [(DocumentRecord, Int, Double?)] = []
         if let ids = documents, k == nil {
             for id in ids {
-                guard let d = try store.document(id, snapshot: snapshot) else { throw StoreError.invalidInput("no document '\(id)' in the store (anchorkv docs list shows the ids)") }
+                guard let d = try store.document(id, snapshot: snapshot) else { throw StoreError.invalidInput("no document '\(id)' in the store") }
                 picked += (0..<d.windows).map { (d, $0, nil) }
             }
         } else {
@@ -290,8 +290,8 @@ public final class KnowledgeBase: Sendable {
         var picked = try retrieve(question, k: k, documents: documents, snapshot: snap)
         guard !picked.isEmpty else {
             throw StoreError.invalidInput(try store.lexStats(snapshot: snap).windows == 0
-                ? "the store is empty; ingest documents first (anchorkv ingest PATH)"
-                : "no stored window shares a word with the question; rephrase it or name documents with --doc")
+                ? "the store is empty; ingest documents first"
+                : "no stored window shares a word with the question; rephrase it, or name the documents to answer from (--doc on the command line, \"documents\" over HTTP)")
         }
         let retrieveSeconds = since(t0)
         let t1 = DispatchTime.now().uptimeNanoseconds

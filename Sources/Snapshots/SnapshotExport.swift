@@ -65,7 +65,7 @@ public enum SnapshotExporter {
             var seen = Set<String>()
             docs = try ids.filter { seen.insert($0).inserted }.map { id in
                 guard let d = try store.document(id, snapshot: snap) else {
-                    throw SnapshotError.invalid("no document '\(id)' in the store (anchorkv docs list shows the ids); nothing was exported")
+                    throw SnapshotError.invalid("no document '\(id)' in the store; nothing was exported")
                 }
                 return d
             }

@@ -112,7 +112,7 @@ public enum SnapshotError: Error, CustomStringConvertible, Equatable {
             return "snapshot \(p) holds KV made with base model \(s), but the store is for \(st); import it into a store of that model (or a new --store). Nothing was imported"
         case .conflict(let ids):
             let shown = ids.prefix(5).map { "'\($0)'" }.joined(separator: ", ")
-            return "\(ids.count) document(s) already in the store differ from the snapshot's (\(shown)\(ids.count > 5 ? ", ..." : "")); rerun with --on-conflict skip (keep the store's) or --on-conflict replace (take the snapshot's). Nothing was imported"
+            return "\(ids.count) document(s) already in the store differ from the snapshot's (\(shown)\(ids.count > 5 ? ", ..." : "")); import again with the conflict policy skip (keep the store's) or replace (take the snapshot's): --on-conflict on the command line, ?on_conflict= over HTTP. Nothing was imported"
         case .invalid(let why):
             return why
         }

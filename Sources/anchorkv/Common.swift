@@ -64,18 +64,21 @@ func printNow(_ line: String) {
     FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }
 
-/// A one-line progress bar on stderr (redrawn on a terminal, else one line per update).
+/// The one progress bar of the CLI: a line on stderr, redrawn on a terminal; elsewhere (logs,
+/// pipes) one line per update, or per `every` units and at the end.
 struct ProgressBar {
     let total: Int
     let unit: String
+    let every: Int
     let start = ContinuousClock.now
     let tty = isatty(2) == 1
 
-    init(total: Int, unit: String = "docs") { self.total = total; self.unit = unit }
+    init(total: Int, unit: String = "docs", every: Int = 1) { self.total = total; self.unit = unit; self.every = max(every, 1) }
 
     /// `rate`: what the rate counts (e.g. tokens), nil for no rate.
     func update(done: Int, total: Int? = nil, label: String, rate: (count: Int, unit: String)? = nil) {
         let total = total ?? self.total
+        guard tty || done % every == 0 || done == total else { return }
         let elapsed = (ContinuousClock.now - start).seconds
         let eta = done > 0 ? elapsed / Double(done) * Double(total - done) : 0
         let width = 24, filled = total > 0 ? width * min(done, total) / total : width

@@ -16,14 +16,13 @@ struct ExportCommand: ParsableCommand {
 
     func run() throws {
         let cfg = try modelOptions.appConfig(store: storeOptions.store)
-        let tty = isatty(2) == 1
+        let bar = ProgressBar(total: 0, every: 100)
         let r = try reporting {
             try KnowledgeService.export(config: cfg, documents: doc.isEmpty ? nil : doc, to: output) { done, total, bytes in
-                let line = String(format: "exported %d/%d documents, %.1f MB", done, total, Double(bytes) / 1e6)
-                if tty { StandardError.write("\r\u{1B}[K" + line) } else if done == total || done % 100 == 0 { StandardError.write(line + "\n") }
+                bar.update(done: done, total: total, label: String(format: "exported, %.1f MB", Double(bytes) / 1e6))
             }
         }
-        if tty { StandardError.write("\n") }
+        bar.finish()
         if json { print(Results.json(r)); return }
         print(String(format: "wrote %@: %d documents, %d windows, %d KV records, %d bytes in %.2f s (%.1f MB/s)",
                      r.file, r.snapshot.documents, r.snapshot.windows, r.snapshot.kvRecords, r.bytes, r.seconds, r.mbPerS))
@@ -45,15 +44,14 @@ struct ImportCommand: ParsableCommand {
     func run() throws {
         guard let policy = ConflictPolicy(rawValue: onConflict) else { throw ValidationError("--on-conflict must be fail, skip or replace") }
         let cfg = try modelOptions.appConfig(store: storeOptions.store)
-        let tty = isatty(2) == 1
+        let bar = ProgressBar(total: 0, every: 100)
         let r = try reporting {
             try KnowledgeService.importSnapshot(config: cfg, file: file, onConflict: policy) { p in
                 switch p {
-                case .verified(let n, let total):
-                    let line = "verified \(n)/\(total) documents"
-                    if tty { StandardError.write("\r\u{1B}[K" + line) } else if n == total || n % 100 == 0 { StandardError.write(line + "\n") }
+                case .verified(let n, let total): bar.update(done: n, total: total, label: "verified")
                 case .writing(let n):
-                    StandardError.write((tty ? "\n" : "") + "writing \(n) documents in one atomic batch\n")
+                    bar.finish()
+                    StandardError.write("writing \(n) documents in one atomic batch\n")
                 }
             }
         }

@@ -120,7 +120,7 @@ final class SnapshotTests: XCTestCase {
         XCTAssertThrowsError(try SnapshotImporter.importSnapshot(from: file, into: dst)) { e in
             guard case SnapshotError.conflict(let ids) = e else { return XCTFail("\(e)") }
             XCTAssertEqual(Set(ids), ["doc-0", "doc-1"])
-            XCTAssertTrue("\(e)".contains("--on-conflict"))
+            XCTAssertTrue("\(e)".contains("--on-conflict") && "\(e)".contains("?on_conflict="))
         }
         XCTAssertEqual(try contentDigest(dst), before, "a refused import changes nothing")
 
