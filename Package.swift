@@ -4,7 +4,11 @@ import PackageDescription
 // Hot numeric loops live in C (CKernels) and are always built optimized, so debug builds
 // and `swift test` run the real model at usable speed.
 let kernelFlags: [CSetting] = [.unsafeFlags(["-O3", "-mavx2", "-mfma", "-mf16c", "-ffp-contract=fast"])]
-let swiftFast: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+// -Ounchecked (no overflow or bounds traps) only where the numeric hot loops are: the tensor ops
+// and the forward pass. Everything that parses files or requests, or stores data, keeps Swift's
+// checks in release builds too (measured cost in docs/benchmarks.md, "Checked release builds").
+let swiftNumeric: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+let swiftChecked: [SwiftSetting] = [.unsafeFlags(["-wmo"], .when(configuration: .release))]
 
 let package = Package(
     name: "AnchorKV",
@@ -33,29 +37,29 @@ let package = Package(
         // SHA-256 and CRC32C in C (hardware CRC on x86-64).
         .target(name: "CChecksum", cSettings: [.unsafeFlags(["-O3"])]),
         // Swift faces of the checksums: content hashes, fingerprints, record checksums.
-        .target(name: "Digest", dependencies: ["CChecksum"], swiftSettings: swiftFast),
+        .target(name: "Digest", dependencies: ["CChecksum"], swiftSettings: swiftChecked),
         // Dense tensor ops over BLAS and CKernels; knows nothing of models or files.
-        .target(name: "Tensor", dependencies: ["COpenBLAS", "CKernels"], swiftSettings: swiftFast),
+        .target(name: "Tensor", dependencies: ["COpenBLAS", "CKernels"], swiftSettings: swiftNumeric),
         // GGUF and safetensors readers; knows nothing of model architectures.
-        .target(name: "ModelFormats", dependencies: ["CKernels"], swiftSettings: swiftFast),
+        .target(name: "ModelFormats", dependencies: ["CKernels"], swiftSettings: swiftChecked),
         // Byte-level BPE tokenizer; knows nothing of models.
-        .target(name: "Tokenizer", swiftSettings: swiftFast),
+        .target(name: "Tokenizer", swiftSettings: swiftChecked),
         // Llama-family model: config, weights, forward pass, KV cache, LoRA hooks, sampling.
-        .target(name: "LLM", dependencies: ["Tensor", "ModelFormats", "Tokenizer", "Digest"], swiftSettings: swiftFast),
+        .target(name: "LLM", dependencies: ["Tensor", "ModelFormats", "Tokenizer", "Digest"], swiftSettings: swiftChecked),
         // Semantic-Anchor Compression: anchor selection, adapters, encoder, decoder, KV files.
-        .target(name: "SAC", dependencies: ["LLM", "ModelFormats", "Digest"], swiftSettings: swiftFast),
+        .target(name: "SAC", dependencies: ["LLM", "ModelFormats", "Digest"], swiftSettings: swiftChecked),
         // RocksDB store: key schema, tensor codec (fp16/bf16/int8, LZ4), checksums, atomic writes.
-        .target(name: "KVStore", dependencies: ["CRocksDB", "CLZ4", "CKernels", "Digest"], swiftSettings: swiftFast),
+        .target(name: "KVStore", dependencies: ["CRocksDB", "CLZ4", "CKernels", "Digest"], swiftSettings: swiftChecked),
         // Ingest / query orchestration over the store and the SAC engine; lexical retrieval.
-        .target(name: "KnowledgeBase", dependencies: ["KVStore", "SAC", "LLM", "Digest"], swiftSettings: swiftFast),
+        .target(name: "KnowledgeBase", dependencies: ["KVStore", "SAC", "LLM", "Digest"], swiftSettings: swiftChecked),
         // Answer-quality metrics and the evaluation runner (SAC, full context, closed book).
-        .target(name: "Evaluation", dependencies: ["SAC", "LLM"], swiftSettings: swiftFast),
+        .target(name: "Evaluation", dependencies: ["SAC", "LLM"], swiftSettings: swiftChecked),
         // Snapshot files: streamed export from a RocksDB snapshot, verified atomic import.
-        .target(name: "Snapshots", dependencies: ["KVStore", "Digest"], swiftSettings: swiftFast),
+        .target(name: "Snapshots", dependencies: ["KVStore", "Digest"], swiftSettings: swiftChecked),
         // The application: opens a knowledge base from the layered configuration (one adapter
         // catalogue) and holds every use case; Codable results and one error type for its faces.
         .target(name: "AnchorKVCore", dependencies: ["KnowledgeBase", "Snapshots", "KVStore", "SAC", "LLM", "Tokenizer", "Digest"],
-                swiftSettings: swiftFast),
+                swiftSettings: swiftChecked),
         // The HTTP face of the core (Hummingbird 2): routes, auth, limits, jobs, Prometheus metrics.
         .target(name: "HTTPService",
                 dependencies: ["AnchorKVCore",
@@ -72,13 +76,13 @@ let package = Package(
                            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                            .product(name: "Logging", package: "swift-log"),
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
-            swiftSettings: swiftFast),
+            swiftSettings: swiftChecked),
         // Benchmarks and the answer-quality evaluation (developer tools, against the engine directly).
         .executableTarget(
             name: "anchorkv-bench",
             dependencies: ["AnchorKVCore", "LLM", "SAC", "KVStore", "KnowledgeBase", "Snapshots", "Evaluation",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
-            swiftSettings: swiftFast),
+            swiftSettings: swiftChecked),
 
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
         .testTarget(name: "ModelFormatsTests", dependencies: ["ModelFormats", "TestSupport"], resources: [.copy("Goldens")]),

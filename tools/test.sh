@@ -6,8 +6,9 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 export ANCHORKV_REQUIRE_MODEL="${ANCHORKV_REQUIRE_MODEL:-1}"
-# The crash test drives the real CLI binary, so build it first.
+# The crash, fault and hostile-file tests drive the real CLI binary, debug and release: build both first.
 swift build --product anchorkv 2>&1 | tail -1
+swift build -c release --product anchorkv 2>&1 | tail -1
 swift test 2>&1 | tee /tmp/anchorkv-swift-test.log | grep -E "error|failed|passed after|Executed [0-9]+ tests, with" | tail -40
 status=${PIPESTATUS[0]}
 [ "$status" -eq 0 ] || { echo "swift test failed (full log: /tmp/anchorkv-swift-test.log)" >&2; exit "$status"; }

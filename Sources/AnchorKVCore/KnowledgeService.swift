@@ -173,8 +173,14 @@ public final class KnowledgeService: Sendable {
         public var k: Int?
         public var documents: [String]?
         public var maxTokens: Int?
-        public init(_ text: String, k: Int? = nil, documents: [String]? = nil, maxTokens: Int? = nil) {
+        /// Sampling: 0 (the default) is greedy; with a temperature, nucleus mass and seed.
+        public var temperature: Float = 0
+        public var topP: Float = 1
+        public var seed: UInt64 = 0
+        public init(_ text: String, k: Int? = nil, documents: [String]? = nil, maxTokens: Int? = nil,
+                    temperature: Float = 0, topP: Float = 1, seed: UInt64 = 0) {
             self.text = text; self.k = k; self.documents = documents; self.maxTokens = maxTokens
+            self.temperature = temperature; self.topP = topP; self.seed = seed
         }
     }
 
@@ -193,9 +199,12 @@ public final class KnowledgeService: Sendable {
         let k = q.documents == nil ? (q.k ?? 4) : q.k
         let maxTokens = q.maxTokens ?? config.answerMaxTokens
         guard maxTokens > 0 else { throw .invalidInput("the answer length must be positive") }
+        guard q.temperature >= 0, q.temperature.isFinite else { throw .invalidInput("the temperature must be >= 0") }
+        guard q.topP > 0, q.topP <= 1 else { throw .invalidInput("top_p must be in (0, 1]") }
+        let sampling = SamplingParameters(temperature: q.temperature, topP: q.topP, seed: q.seed)
         var emitted = 0
         let r = try retryingConcurrentChange(canRetry: { emitted == 0 }) {
-            try kb.query(q.text, k: k, documents: q.documents, maxTokens: maxTokens) { tok in
+            try kb.query(q.text, k: k, documents: q.documents, maxTokens: maxTokens, sampling: sampling) { tok in
                 emitted += 1
                 return onToken(tok)
             }
@@ -204,7 +213,8 @@ public final class KnowledgeService: Sendable {
                       citations: r.citations.map { Citation(document: $0.document, title: $0.title, window: $0.window, score: $0.score, snippet: $0.snippet) },
                       timings: QueryTimings(retrieveS: r.retrieveSeconds, loadS: r.loadSeconds, firstTokenS: r.firstTokenSeconds,
                                             decodeS: r.decodeSeconds, totalS: r.totalSeconds),
-                      contextTokens: r.contextTokens, anchors: r.anchors, ratio: r.ratio)
+                      contextTokens: r.contextTokens, anchors: r.anchors, ratio: r.ratio,
+                      stoppedByToken: r.stoppedByToken, questionTokens: r.questionTokens)
     }
 
     /// Runs a read, again (up to `attempts` times) when it met a record its document promised

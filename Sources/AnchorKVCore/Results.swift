@@ -166,6 +166,10 @@ public struct Answer: Codable, Sendable {
     public var anchors: Int
     /// The ratio of the KV the answer was decoded from.
     public var ratio: Int
+    /// It ended at a stop token (else at the token limit, or stopped).
+    public var stoppedByToken: Bool
+    /// Tokens the decoder prefilled after the anchors ([LM] and the question segment).
+    public var questionTokens: Int
 }
 
 /// What the store holds, computed once for every face.

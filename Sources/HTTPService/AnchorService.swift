@@ -23,6 +23,8 @@ public final class AnchorService: Sendable {
     /// Snapshot uploads held at once, from their first byte until their file is removed.
     let uploadSlots: AsyncSemaphore
     let started = ContinuousClock.now
+    /// Wall-clock start (what OpenAI model objects call "created").
+    let startedAt = Date()
     private let stopping = Atomic<Bool>(false)
     let logger: Logger
 

@@ -147,6 +147,20 @@ struct Fields {
         return a.map { $0.string! }
     }
 
+    mutating func double(_ k: String, in range: ClosedRange<Double>) throws -> Double? {
+        guard let v = value(k) else { return nil }
+        guard let d = v.double else { throw APIError.badRequest("'\(name(k))' must be a number") }
+        guard range.contains(d) else { throw APIError.badRequest("'\(name(k))' must be in \(range.lowerBound)...\(range.upperBound), not \(d)") }
+        return d
+    }
+
+    /// A nested object, read with its own Fields (its mistakes are named with the full path).
+    mutating func object(_ k: String) throws -> Fields? {
+        guard let v = value(k) else { return nil }
+        guard let o = v.object else { throw APIError.badRequest("'\(name(k))' must be an object") }
+        return Fields(o, path: name(k))
+    }
+
     mutating func array(_ k: String) throws -> [JSONValue]? {
         guard let v = value(k) else { return nil }
         guard let a = v.array else { throw APIError.badRequest("'\(name(k))' must be an array") }

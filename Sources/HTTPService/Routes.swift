@@ -3,6 +3,7 @@ import Foundation
 import Hummingbird
 import Logging
 import NIOCore
+import Synchronization
 
 /// Builds the router and the application of `anchorkv serve` (endpoints in docs/http-api.md).
 public enum AnchorKVServer {
@@ -37,6 +38,8 @@ public enum AnchorKVServer {
         router.delete("/v1/documents/{id}") { _, ctx in try await h.delete(id: try Handlers.id(ctx)) }
         router.get("/v1/documents/{id}/kv") { req, ctx in try await h.kv(req, id: try Handlers.id(ctx)) }
         router.post("/v1/query") { req, _ in try await h.query(req) }
+        router.post("/v1/chat/completions") { req, _ in try await h.chatCompletions(req) }
+        router.get("/v1/models") { _, _ in h.models() }
         router.post("/v1/snapshots") { req, _ in try await h.exportSnapshot(req) }
         router.post("/v1/snapshots/import") { req, _ in try await h.importSnapshot(req) }
         router.post("/v1/compact") { req, _ in try await h.compact(req) }
@@ -284,14 +287,19 @@ struct Handlers: Sendable {
     }
 
     enum StreamEvent: Sendable {
+        /// Before the first token (the first frame a stream writes; a query that fails before it
+        /// answers with a plain 4xx/5xx instead).
+        case started
         case token(String, Int32)
-        case done(JSONValue)
+        case done(AnchorService.QueryOutcome)
         case failed(APIError)
 
-        var frame: String {
-            switch self {
+        /// This service's own framing (POST /v1/query with stream): `token`, `done`, `error` events.
+        static func queryFrame(_ e: StreamEvent) -> String? {
+            switch e {
+            case .started: return nil
             case .token(let text, let id): return "event: token\ndata: " + String(decoding: JSONValue.object(["text": .string(text), "token": .int(Int(id))]).encoded(), as: UTF8.self) + "\n\n"
-            case .done(let v): return "event: done\ndata: " + String(decoding: v.encoded(), as: UTF8.self) + "\n\n"
+            case .done(let o): return "event: done\ndata: " + String(decoding: Handlers.queryJSON(o).encoded(), as: UTF8.self) + "\n\n"
             case .failed(let e): return "event: error\ndata: " + String(decoding: JSONValue.object(["error": e.json]).encoded(), as: UTF8.self) + "\n\n"
             }
         }
@@ -305,20 +313,25 @@ struct Handlers: Sendable {
         func next() async -> StreamEvent? { await iterator.next() }
     }
 
-    /// Server-sent events: `token` events as the answer is decoded, then `done` with the same
-    /// object as the JSON answer (or `error`). Errors before the first token are plain 4xx/5xx.
-    func sse(_ params: KnowledgeService.Question, deadline: ContinuousClock.Instant, flag: StopFlag) async throws -> Response {
+    /// Server-sent events of a query: each event written as `frame` makes it (nil: nothing),
+    /// tokens as the answer is decoded, then the outcome (or an error). Errors before the first
+    /// token are plain 4xx/5xx responses.
+    func sse(_ params: KnowledgeService.Question, deadline: ContinuousClock.Instant, flag: StopFlag,
+             frame: @escaping @Sendable (StreamEvent) -> String? = StreamEvent.queryFrame) async throws -> Response {
         let (events, sink) = AsyncStream<StreamEvent>.makeStream()
         let service = self.service
         let text = core.makeAnswerText()
         let work = Task {
             do {
+                let started = Atomic<Bool>(false)
                 let o = try await service.query(params, deadline: deadline, flag: flag) { tok in
+                    if !started.exchange(true, ordering: .relaxed) { sink.yield(.started) }
                     sink.yield(.token(text.append(tok), tok))
                 }
+                if !started.load(ordering: .relaxed) { sink.yield(.started) }
                 let rest = text.flush()
                 if !rest.isEmpty { sink.yield(.token(rest, -1)) }
-                sink.yield(.done(Self.queryJSON(o)))
+                sink.yield(.done(o))
             } catch {
                 sink.yield(.failed(APIError.from(error)))
             }
@@ -332,7 +345,7 @@ struct Handlers: Sendable {
             var event: StreamEvent? = first
             do {
                 while let e = event {
-                    try await writer.write(ByteBuffer(string: e.frame))
+                    if let text = frame(e) { try await writer.write(ByteBuffer(string: text)) }
                     event = await it.next()
                 }
                 try await writer.finish(nil)

@@ -40,6 +40,10 @@ public struct QueryResult: Sendable {
     public var anchors: Int
     /// The ratio of the KV answered from (a store can hold several after compaction).
     public var ratio: Int
+    /// The answer ended at a stop token (not at the token limit or a stop from onToken).
+    public var stoppedByToken: Bool
+    /// Tokens of the decoder's first block ([LM] and the question segment).
+    public var questionTokens: Int
 }
 
 /// Bounds on one document's ingest (config/anchorkv.json "ingest"), the same for the CLI and the
@@ -280,7 +284,7 @@ public final class KnowledgeBase: Sendable {
     }
 
     public func query(_ question: String, k: Int? = 4, documents: [String]? = nil, maxTokens: Int = 64,
-                      onToken: (Int32) -> Bool = { _ in true }) throws -> QueryResult {
+                      sampling: SamplingParameters = .greedy, onToken: (Int32) -> Bool = { _ in true }) throws -> QueryResult {
         let t0 = DispatchTime.now().uptimeNanoseconds
         func since(_ t: UInt64) -> Double { Double(DispatchTime.now().uptimeNanoseconds - t) / 1e9 }
         // One consistent view for everything the query reads (index totals, postings, document
@@ -303,7 +307,7 @@ public final class KnowledgeBase: Sendable {
         let ctx = try context(of: picked.map { ($0.0, $0.1) }, snapshot: snap)
         let loadStore = since(t1)
         let d = try decoderFor(ctx)
-        let answer = try d.answer(ctx, question: question, maxTokens: maxTokens, onToken: onToken)
+        let answer = try d.answer(ctx, question: question, maxTokens: maxTokens, sampling: sampling, onToken: onToken)
         var citations: [Citation] = []
         for (doc, w, score) in picked {
             let text = try store.window(doc, w, snapshot: snap).text
@@ -313,7 +317,8 @@ public final class KnowledgeBase: Sendable {
         return QueryResult(answer: answer.text, answerTokens: answer.tokens, citations: citations, retrieveSeconds: retrieveSeconds,
                            loadSeconds: loadStore + answer.loadSeconds, firstTokenSeconds: since(t0) - answer.decodeSeconds,
                            decodeSeconds: answer.prefillSeconds + answer.decodeSeconds, totalSeconds: since(t0),
-                           contextTokens: ctx.contextLength, anchors: ctx.anchorCount, ratio: ctx.ratio)
+                           contextTokens: ctx.contextLength, anchors: ctx.anchorCount, ratio: ctx.ratio,
+                           stoppedByToken: answer.stoppedByToken, questionTokens: answer.questionTokens)
     }
 
     private func decoderFor(_ ctx: CompressedContext) throws -> SACDecoder {

@@ -52,9 +52,17 @@ public struct CompressedContext: Sendable, Equatable {
         let n = positions.count
         guard n > 0 else { throw SACError.invalidInput("a compressed context needs at least one anchor") }
         guard keys.count == values.count, !keys.isEmpty else { throw SACError.invalidInput("keys and values need the same number of layers (> 0)") }
-        guard windowAnchorCounts.reduce(0, +) == n else { throw SACError.invalidInput("window anchor counts do not add up to \(n)") }
-        guard positions.allSatisfy({ $0 >= 0 && Int($0) <= contextLength }) else {
-            throw SACError.invalidInput("anchor positions must lie in 0...\(contextLength)")
+        guard ratio >= 1, kvDim >= 1 else { throw SACError.invalidInput("ratio \(ratio) and kv_dim \(kvDim) must be positive") }
+        // Positions are Int32 in the KV cache; a context longer than that cannot have been encoded.
+        guard contextLength >= n, contextLength <= Int(Int32.max) else {
+            throw SACError.invalidInput("the context length \(contextLength) is not between the anchor count \(n) and \(Int32.max)")
+        }
+        guard windowAnchorCounts.allSatisfy({ $0 >= 0 }), windowAnchorCounts.reduce(0, { $0 &+ $1 }) == n else {
+            throw SACError.invalidInput("window anchor counts do not add up to \(n)")
+        }
+        // 1-based and strictly ascending, as the encoder makes them and windows are laid out.
+        guard positions.first! >= 1, Int(positions.last!) <= contextLength, zip(positions, positions.dropFirst()).allSatisfy({ $0 < $1 }) else {
+            throw SACError.invalidInput("anchor positions must be ascending in 1...\(contextLength)")
         }
     }
 }

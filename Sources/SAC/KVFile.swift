@@ -95,7 +95,12 @@ public enum KVFile {
             return parts.map { $0! }
         }
         let layers = try int("layers"), kvDim = try int("kv_dim")
-        let positions = try ints("positions").map { Int32($0) }
+        // Checked before anything is sized or looped over by them.
+        guard (1...4096).contains(layers) else { throw bad("metadata 'layers' is \(layers), not 1...4096") }
+        guard (1...1 << 20).contains(kvDim) else { throw bad("metadata 'kv_dim' is \(kvDim), not 1...\(1 << 20)") }
+        let raw = try ints("positions")
+        guard raw.allSatisfy({ $0 >= 1 && $0 <= Int(Int32.max) }) else { throw bad("metadata 'positions' holds a position outside 1...\(Int32.max)") }
+        let positions = raw.map { Int32($0) }
         var keys: [[Float]] = [], values: [[Float]] = []
         for l in 0..<layers {
             for (name, isKey) in [("layer\(l).k", true), ("layer\(l).v", false)] {

@@ -106,8 +106,9 @@ public final class SACDecoder: Sendable {
         return rows
     }
 
-    /// Greedy answer; onToken gets each token as it is produced and may return false to stop.
-    public func answer(_ context: CompressedContext, question: String, maxTokens: Int,
+    /// The answer (greedy unless `sampling` says otherwise); onToken gets each token as it is
+    /// produced and may return false to stop.
+    public func answer(_ context: CompressedContext, question: String, maxTokens: Int, sampling: SamplingParameters = .greedy,
                        onToken: (Int32) -> Bool = { _ in true }) throws -> SACAnswer {
         guard maxTokens > 0 else { throw SACError.invalidInput("max tokens must be positive") }
         let t0 = DispatchTime.now().uptimeNanoseconds
@@ -122,7 +123,7 @@ public final class SACDecoder: Sendable {
         let t2 = DispatchTime.now().uptimeNanoseconds
         var out: [Int32] = []
         var stopped = false
-        var sampler = Sampler(.greedy)
+        var sampler = Sampler(sampling)
         while out.count < maxTokens {
             let next = logits.withUnsafeBufferPointer { sampler.sample($0) }
             if stopTokens.contains(next) { stopped = true; break }

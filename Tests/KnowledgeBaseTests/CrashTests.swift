@@ -43,7 +43,7 @@ final class CrashTests: XCTestCase {
         let doc = dir.appendingPathComponent("bees.md")
         try "Honey bees live in colonies with one queen. Karl von Frisch decoded the waggle dance.".write(to: doc, atomically: true, encoding: .utf8)
         let storePath = dir.appendingPathComponent("store").path
-        func run(_ args: [String]) throws -> (status: Int32, out: String, err: String) {
+        func run(_ args: [String]) throws -> (status: Int32, out: String, err: String, crashed: Bool) {
             try runCLI(binary, args + ["--store", storePath, "--no-adapter", "--ratio", "5"])
         }
         let query = ["query", "Who decoded the waggle dance?", "--doc", "bees.md", "--max-tokens", "4"]

@@ -52,6 +52,9 @@ public enum DefaultModel {
     nonisolated(unsafe) private static var cached: LlamaModel?
     private static let lock = NSLock()
 
+    /// Where the default model is (tools/setup.sh puts it in models/).
+    public static func path() -> String { LlamaModel.defaultModelPath() }
+
     public static func load() throws -> LlamaModel {
         lock.lock()
         defer { lock.unlock() }
@@ -106,9 +109,15 @@ public enum CLIBinary {
                   require: ProcessInfo.processInfo.environment["ANCHORKV_REQUIRE_MODEL"] == "1")
     }
 
+    /// The release binary (tools/test.sh builds it too: hostile inputs are tried on both builds).
+    public static func releaseURL() throws -> URL {
+        try check(binary: root.appendingPathComponent(".build/release/anchorkv"), sources: root.appendingPathComponent("Sources"),
+                  require: ProcessInfo.processInfo.environment["ANCHORKV_REQUIRE_MODEL"] == "1", configuration: "release")
+    }
+
     /// `binary` if it is there and no file under `sources` is newer; else `Unusable` when
     /// `require`, XCTSkip otherwise, each naming the problem and the build command.
-    public static func check(binary: URL, sources: URL, require: Bool) throws -> URL {
+    public static func check(binary: URL, sources: URL, require: Bool, configuration: String = "debug") throws -> URL {
         let fm = FileManager.default
         var problem: String?
         if !fm.isExecutableFile(atPath: binary.path) {
@@ -124,7 +133,8 @@ public enum CLIBinary {
             }
         }
         guard let problem else { return binary }
-        let message = "\(problem): build the CLI first (swift build --product anchorkv; tools/test.sh does)"
+        let build = configuration == "debug" ? "swift build --product anchorkv" : "swift build -c \(configuration) --product anchorkv"
+        let message = "\(problem): build the CLI first (\(build); tools/test.sh does)"
         if require { throw Unusable(description: message) }
         throw XCTSkip(message)
     }
@@ -133,7 +143,7 @@ public enum CLIBinary {
 /// Runs the CLI binary to its exit (from `folder`, default the repository root): status, stdout, stderr.
 /// `environment` replaces the process's environment when given.
 public func runCLI(_ binary: URL, _ args: [String], in folder: URL = CLIBinary.root,
-                   environment: [String: String]? = nil) throws -> (status: Int32, out: String, err: String) {
+                   environment: [String: String]? = nil) throws -> (status: Int32, out: String, err: String, crashed: Bool) {
     let p = Process()
     p.executableURL = binary
     p.arguments = args
@@ -146,5 +156,5 @@ public func runCLI(_ binary: URL, _ args: [String], in folder: URL = CLIBinary.r
     let e = err.fileHandleForReading.readDataToEndOfFile()
     let o = out.fileHandleForReading.readDataToEndOfFile()
     p.waitUntilExit()
-    return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+    return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self), p.terminationReason == .uncaughtSignal)
 }
