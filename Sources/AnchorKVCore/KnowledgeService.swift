@@ -145,17 +145,18 @@ public final class KnowledgeService: Sendable {
 
     /// Ingests documents in order, one atomic write each. A failed document is reported and the
     /// rest go on; once `stop` says why, documents not yet started are `notAttempted`.
-    /// `progress(i, item)` is called after each document (`item` nil before the first).
+    /// `progress(i, nil)` is called when document i is about to be encoded (after the stop
+    /// check: a stop that comes later lets it finish), `progress(i + 1, item)` when it is done.
     public func ingest(_ docs: [IngestDocument], stop: StopFlag? = nil,
                        progress: (_ done: Int, _ item: IngestItem?) -> Void = { _, _ in }) -> IngestReport {
         let t0 = ContinuousClock.now
         var items: [IngestItem] = []
-        progress(0, nil)
         for doc in docs {
             if let stop, stop.shouldStop {
                 items.append(IngestItem(id: doc.id, origin: doc.origin, status: .notAttempted,
                                         error: CoreError(.unavailable, "\(stop.reason) before this document was started; nothing of it was stored")))
             } else {
+                progress(items.count, nil)
                 do { items.append(try ingest(doc)) } catch {
                     items.append(IngestItem(id: doc.id, origin: doc.origin, status: .failed, error: CoreError.from(error)))
                 }

@@ -81,13 +81,13 @@ public final class AnchorService: Sendable {
             isShuttingDown ? "shutdown" : flag.shouldStop ? (flag.why ?? "cancelled") : nil
         }
         return try await runBlocking(name: "anchorkv-ingest", flag: watched) { [self] in
-            core.ingest(docs, stop: watched) { done, item in
-                if let item {
-                    metrics.ingested(status: item.status.rawValue, tokens: item.document?.tokens ?? 0, seconds: item.seconds)
-                    if let e = item.error, APIError.from(e).status.code >= 500 { logger.error("ingest \(item.id): \(e)") }
-                }
-                progress?(done, done < docs.count ? docs[done].id : "")
+            let report = core.ingest(docs, stop: watched) { done, item in
+                guard let item else { progress?(done, docs[done].id); return }
+                metrics.ingested(status: item.status.rawValue, tokens: item.document?.tokens ?? 0, seconds: item.seconds)
+                if let e = item.error, APIError.from(e).status.code >= 500 { logger.error("ingest \(item.id): \(e)") }
             }
+            progress?(docs.count, "")
+            return report
         }
     }
 

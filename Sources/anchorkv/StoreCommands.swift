@@ -30,16 +30,16 @@ struct IngestCommand: ParsableCommand {
         let bar = ProgressBar(total: docs.count)
         var tokens = 0
         var report = service.ingest(docs) { done, item in
-            if let item {
-                if let damage = item.damage { StandardError.write("repaired \(item.id): the stored copy was damaged (\(damage)); encoded again\n") }
-                if let e = item.error { StandardError.write("failed \(item.origin): \(e.message)\n") }
-                if let d = item.document {
-                    if item.status != .unchanged { tokens += d.tokens }
-                    if !json { printNow("\(item.status.rawValue)\t\(item.id)\t\(d.windows) windows\t\(d.tokens) tokens\t\(d.kvBytes) bytes") }
-                }
+            // nil: document `done` is about to be encoded; else it is done.
+            guard let item else { bar.update(done: done, label: docs[done].id, rate: (tokens, "tokens")); return }
+            if let damage = item.damage { StandardError.write("repaired \(item.id): the stored copy was damaged (\(damage)); encoded again\n") }
+            if let e = item.error { StandardError.write("failed \(item.origin): \(e.message)\n") }
+            if let d = item.document {
+                if item.status != .unchanged { tokens += d.tokens }
+                if !json { printNow("\(item.status.rawValue)\t\(item.id)\t\(d.windows) windows\t\(d.tokens) tokens\t\(d.kvBytes) bytes") }
             }
-            bar.update(done: done, label: done < docs.count ? docs[done].id : "done", rate: (tokens, "tokens"))
         }
+        bar.update(done: docs.count, label: "done", rate: (tokens, "tokens"))
         bar.finish()
         report.skipped = skipped
         report.store = service.storePath
