@@ -45,7 +45,7 @@ let package = Package(
         // Byte-level BPE tokenizer; knows nothing of models.
         .target(name: "Tokenizer", swiftSettings: swiftChecked),
         // Llama-family model: config, weights, forward pass, KV cache, LoRA hooks, sampling.
-        .target(name: "LLM", dependencies: ["Tensor", "ModelFormats", "Tokenizer", "Digest"], swiftSettings: swiftChecked),
+        .target(name: "LLM", dependencies: ["Tensor", "ModelFormats", "Tokenizer", "Digest"], swiftSettings: swiftNumeric),
         // Semantic-Anchor Compression: anchor selection, adapters, encoder, decoder, KV files.
         .target(name: "SAC", dependencies: ["LLM", "ModelFormats", "Digest"], swiftSettings: swiftChecked),
         // RocksDB store: key schema, tensor codec (fp16/bf16/int8, LZ4), checksums, atomic writes.
