@@ -156,11 +156,7 @@ public struct AppConfig: Sendable {
             }
             try ingest.rejectUnknown()
         }
-        if let s = obj["serve"] {
-            guard let s = s as? [String: Any] else { throw ConfigError(message: "serve must be an object") }
-            _ = try top.section("serve")
-            try serve.apply(json: s, root: root)
-        }
+        if var s = try top.section("serve") { try serve.apply(&s, root: root) }
         try top.rejectUnknown()
     }
 

@@ -223,9 +223,8 @@ public final class KnowledgeService: Sendable {
     func retryingConcurrentChange<T>(attempts: Int = 3, canRetry: () -> Bool = { true }, _ body: () throws -> T) throws(CoreError) -> T {
         var attempt = 1
         while true {
-            do { return try body() } catch StoreError.missingRecord(let d, let w, let l, let what) where attempt < attempts && canRetry() {
+            do { return try body() } catch StoreError.missingRecord where attempt < attempts && canRetry() {
                 attempt += 1
-                _ = (d, w, l, what)
             } catch {
                 throw CoreError.from(error)
             }

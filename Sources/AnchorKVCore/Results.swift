@@ -198,7 +198,7 @@ public struct CompactionFailure: Codable, Sendable {
 }
 
 /// A compaction run (possibly stopped between chunks).
-public struct CompactionResult: Codable, Sendable {
+public struct CompactionResult: Encodable, Sendable {
     public var toRatio: Int
     public var adapter: String
     public var compacted: [String] = []
@@ -220,10 +220,6 @@ public struct CompactionResult: Codable, Sendable {
              diskBytesBefore, diskBytesAfter, seconds, windowsPerS
     }
     public init(toRatio: Int, adapter: String) { self.toRatio = toRatio; self.adapter = adapter }
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        toRatio = try c.decode(Int.self, forKey: .toRatio); adapter = try c.decode(String.self, forKey: .adapter)
-    }
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(toRatio, forKey: .toRatio); try c.encode(adapter, forKey: .adapter); try c.encode(compacted, forKey: .compacted)

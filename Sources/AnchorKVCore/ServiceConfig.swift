@@ -80,29 +80,18 @@ public struct ServiceConfig: Sendable, Equatable {
         guard defaultK <= maxK else { throw bad("serve.default_k (\(defaultK)) is above serve.max_k (\(maxK))") }
     }
 
-    /// Applies a "serve" object from the config file; relative paths resolve against `root`.
-    public mutating func apply(json s: [String: Any], root: URL) throws {
-        let known: Set<String> = ["_comment", "host", "port", "api_token_file", "max_body_bytes", "max_snapshot_bytes", "max_concurrent_uploads",
-                                  "upload_timeout_s", "upload_idle_timeout_s", "request_timeout_s",
-                                  "ingest_timeout_s", "max_concurrent_queries", "max_queued_requests", "max_documents_per_request",
-                                  "default_k", "max_k", "max_answer_tokens", "shutdown_grace_s", "idle_timeout_s", "kept_jobs", "tmp_dir"]
-        if let unknown = s.keys.filter({ !known.contains($0) }).sorted().first {
-            throw ConfigError(message: "unknown setting serve.\(unknown) (known: \(known.subtracting(["_comment"]).sorted().joined(separator: ", ")))")
-        }
-        func int(_ k: String) throws -> Int? {
-            guard let v = s[k] else { return nil }
-            guard !ConfigSection.isBool(v), let n = v as? NSNumber, let i = Int(exactly: n.doubleValue) else { throw ConfigError(message: "serve.\(k) must be an integer") }
-            return i
-        }
-        func double(_ k: String) throws -> Double? {
-            guard let v = s[k] else { return nil }
-            guard !ConfigSection.isBool(v), let n = (v as? NSNumber)?.doubleValue, n.isFinite else { throw ConfigError(message: "serve.\(k) must be a number") }
-            return n
-        }
-        if let h = s["host"] {
-            guard let h = h as? String else { throw ConfigError(message: "serve.host must be a string") }
-            host = h
-        }
+    /// Applies a "serve" object; relative paths resolve against `root`.
+    public mutating func apply(json: [String: Any], root: URL) throws {
+        var section = ConfigSection(json, path: "serve")
+        try apply(&section, root: root)
+    }
+
+    /// Applies the config file's "serve" object, read strictly as every section of it is.
+    mutating func apply(_ s: inout ConfigSection, root: URL) throws {
+        // Ranges are validate()'s; here only the JSON types (ConfigSection's checks).
+        func int(_ k: String) throws -> Int? { try s.int(k, min: Int.min) }
+        func double(_ k: String) throws -> Double? { try s.double(k, min: -.infinity) }
+        if let h = try s.string("host") { host = h }
         if let v = try int("port") { port = v }
         if let v = try int("max_body_bytes") { maxBodyBytes = v }
         if let v = try int("max_snapshot_bytes") { maxSnapshotBytes = v }
@@ -120,13 +109,11 @@ public struct ServiceConfig: Sendable, Equatable {
         if let v = try double("shutdown_grace_s") { shutdownGrace = v }
         if let v = try double("idle_timeout_s") { idleTimeout = v }
         if let v = try int("kept_jobs") { keptJobs = v }
-        if let t = s["tmp_dir"] {
-            guard let t = t as? String else { throw ConfigError(message: "serve.tmp_dir must be a string") }
-            tmpDir = t.isEmpty || t.hasPrefix("/") ? t : root.appendingPathComponent(t).path
-        }
-        if let f = s["api_token_file"] as? String, !f.isEmpty {
+        if let t = try s.string("tmp_dir") { tmpDir = t.isEmpty || t.hasPrefix("/") ? t : root.appendingPathComponent(t).path }
+        if let f = try s.string("api_token_file"), !f.isEmpty {
             apiToken = try Self.readToken(file: f.hasPrefix("/") ? f : root.appendingPathComponent(f).path)
         }
+        try s.rejectUnknown()
     }
 
     /// `validate` reporting a CoreError (invalid_config).

@@ -36,9 +36,6 @@ public struct WindowLayout: Sendable, Equatable {
     public func contextLength(lastSlot slot: Int, length: Int) -> Int { slot * size + length }
 }
 
-/// Consecutive windows of `size` tokens over `count` tokens; the last may be short.
-public func contextWindows(count: Int, size: Int) -> [Range<Int>] { WindowLayout(size: size).windows(count: count) }
-
 extension SACLayout {
     /// The window layout of this layout's window size.
     public var windows: WindowLayout { WindowLayout(size: window) }

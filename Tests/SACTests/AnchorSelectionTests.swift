@@ -57,8 +57,8 @@ final class AnchorSelectionTests: XCTestCase {
     }
 
     func testWindows() {
-        XCTAssertEqual(contextWindows(count: 1043, size: 510), [0..<510, 510..<1020, 1020..<1043])
-        XCTAssertEqual(contextWindows(count: 510, size: 510), [0..<510])
-        XCTAssertEqual(contextWindows(count: 1, size: 510), [0..<1])
+        XCTAssertEqual(WindowLayout(size: 510).windows(count: 1043), [0..<510, 510..<1020, 1020..<1043])
+        XCTAssertEqual(WindowLayout(size: 510).windows(count: 510), [0..<510])
+        XCTAssertEqual(WindowLayout(size: 510).windows(count: 1), [0..<1])
     }
 }
