@@ -107,12 +107,6 @@ public final class KnowledgeService: Sendable {
     /// Tokens per window of the encoder (and of every context laid out for the decoder).
     public var window: Int { kb.layout.window }
 
-    /// Per-document ingest bounds (starts as the config's).
-    public var ingestLimits: IngestLimits {
-        get { kb.limits }
-        set { kb.limits = newValue }
-    }
-
     /// The fingerprint of the adapter `choice` names ("none": training-free anchors).
     public func adapterFingerprint(for choice: AdapterChoice) throws(CoreError) -> String {
         try catalog.encoder(choice).adapter?.fingerprint ?? "none"

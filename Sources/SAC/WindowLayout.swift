@@ -26,9 +26,6 @@ public struct WindowLayout: Sendable, Equatable {
         return (start, min(size, count - start))
     }
 
-    /// The number of windows of a context of `count` tokens.
-    public func windowCount(_ count: Int) -> Int { (count + size - 1) / size }
-
     /// The position of the token at 1-based `offset` inside the window placed at `slot`.
     public func position(slot: Int, offset: Int) -> Int32 { Int32(slot * size + offset) }
 
