@@ -16,6 +16,7 @@ let package = Package(
     products: [
         .executable(name: "anchorkv", targets: ["anchorkv"]),
         .executable(name: "anchorkv-bench", targets: ["anchorkv-bench"]),
+        .executable(name: "anchorkv-fuzz", targets: ["anchorkv-fuzz"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -83,6 +84,13 @@ let package = Package(
             dependencies: ["AnchorKVCore", "LLM", "SAC", "KVStore", "KnowledgeBase", "Snapshots", "Evaluation",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftChecked),
+        // Fuzz targets: every file and request reader an attacker reaches, one entry each.
+        .target(name: "FuzzTargets", dependencies: ["HTTPService", "AnchorKVCore", "KVStore", "LLM", "ModelFormats", "SAC", "Snapshots", "Tokenizer"],
+                swiftSettings: swiftChecked),
+        // libFuzzer's driver, weakly linked: only the fuzzing build (tools/fuzz/run.sh) links libFuzzer.
+        .target(name: "CFuzzDriver"),
+        // The fuzzers' executable: libFuzzer in the fuzzing build, corpus replay in every build.
+        .executableTarget(name: "anchorkv-fuzz", dependencies: ["FuzzTargets", "CFuzzDriver"], swiftSettings: swiftChecked),
 
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
         .testTarget(name: "ModelFormatsTests", dependencies: ["ModelFormats", "TestSupport"], resources: [.copy("Goldens")]),
@@ -102,6 +110,7 @@ let package = Package(
                                                              .product(name: "HummingbirdTesting", package: "hummingbird"),
                                                              .product(name: "Logging", package: "swift-log"),
                                                              .product(name: "NIOCore", package: "swift-nio")]),
+        .testTarget(name: "FuzzTargetsTests", dependencies: ["FuzzTargets"]),
         .testTarget(name: "SystemLibrariesTests", dependencies: ["CRocksDB", "CLZ4", "COpenBLAS"]),
     ]
 )

@@ -92,6 +92,24 @@ public final class KVFileDownload: Sendable {
         let (k, v) = try CoreError.mapping { try kb.documentLayer(record, layer: l, snapshot: snapshot) }
         return (KVFile.tensorBytes(k, dtype: dtype), KVFile.tensorBytes(v, dtype: dtype))
     }
+
+    // The JSON form, streamed as jsonHead, jsonLayer(0..<layers), jsonTail: one object holding the
+    // layout's fields and "layers": [{"keys": base64, "values": base64}, ...]; one layer in memory.
+    public var layers: Int { layout.model.layers }
+
+    public func jsonHead() -> Data {
+        var head = Data(Results.json(layout).utf8)  // `layers` is nil here, so the object has no such key
+        if head.last == UInt8(ascii: "}") { head.removeLast() }
+        head.append(contentsOf: Array(#","layers":["#.utf8))
+        return head
+    }
+
+    public func jsonLayer(_ l: Int) throws(CoreError) -> Data {
+        let (k, v) = try layer(l)
+        return Data(((l > 0 ? "," : "") + #"{"keys":""# + k.base64EncodedString() + #"","values":""# + v.base64EncodedString() + #""}"#).utf8)
+    }
+
+    public var jsonTail: Data { Data("]}".utf8) }
 }
 
 extension KnowledgeService {
@@ -122,22 +140,13 @@ extension KnowledgeService {
         }
     }
 
-    /// A document's KV as JSON: the layout, and with `data` each layer's tensors in base64.
-    public func kvJSON(_ id: String, dtype name: String = "f16", data: Bool = true) throws(CoreError) -> KVLayout {
+    /// A document's KV layout (what the JSON download says before the tensors), from one snapshot.
+    public func kvLayout(_ id: String, dtype name: String = "f16") throws(CoreError) -> KVLayout {
         let dtype = try Self.kvDType(name)
         return try retryingConcurrentChange {
-            // The record and every window's KV from one RocksDB snapshot.
             let snap = kb.store.db.snapshot()
             guard let d = try kb.store.document(id, snapshot: snap) else { throw CoreError.noDocument(id) }
-            let ctx = data ? try kb.context(of: (0..<d.windows).map { (d, $0) }, snapshot: snap) : try kb.layout(of: d, snapshot: snap)
-            var l = layout(d, ctx, dtype: dtype)
-            if data {
-                l.layers = (0..<ctx.layerCount).map {
-                    .init(keys: KVFile.tensorBytes(ctx.keys[$0], dtype: dtype).base64EncodedString(),
-                          values: KVFile.tensorBytes(ctx.values[$0], dtype: dtype).base64EncodedString())
-                }
-            }
-            return l
+            return layout(d, try kb.layout(of: d, snapshot: snap), dtype: dtype)
         }
     }
 }

@@ -50,3 +50,15 @@ extension Array where Element == UInt8 {
         return String(decoding: out, as: UTF8.self)
     }
 }
+
+/// Whether readers compare stored checksums with computed ones. Always true, except in the
+/// coverage-guided fuzzing build (tools/fuzz/run.sh defines FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION),
+/// where a mutated byte would otherwise fail every checksum and the fuzzer would never reach the
+/// semantic checks behind it. An attacker recomputes checksums anyway; this lets the fuzzer do the same.
+public enum ChecksumPolicy {
+    #if FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+    public static let enforced = false
+    #else
+    public static let enforced = true
+    #endif
+}

@@ -110,23 +110,6 @@ struct Handlers: Sendable {
 
     // MARK: documents
 
-    /// One document of an ingest body: id, text, optional title and source.
-    func parseDocument(_ v: JSONValue, path: String) throws -> IngestDocument {
-        guard let o = v.object else { throw APIError.badRequest("'\(path)' must be an object with id and text") }
-        var f = Fields(o, path: path)
-        let id = try f.string("id", required: true, maxBytes: 512)!
-        guard !id.isEmpty, !id.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
-            throw APIError.badRequest("'\(path.isEmpty ? "" : path + ".")id' must be 1 to 512 bytes without control characters")
-        }
-        let text = try f.string("text", required: true)!
-        guard !text.allSatisfy(\.isWhitespace) else { throw APIError.badRequest("document '\(id)': the text is empty") }
-        guard !text.utf8.contains(0) else { throw APIError.badRequest("document '\(id)': the text contains NUL bytes; send text, not binary") }
-        let title = try f.string("title", maxBytes: 1024) ?? id
-        let source = try f.string("source", maxBytes: 1024) ?? "http"
-        try f.rejectUnknown()
-        return IngestDocument(id: id, title: title, text: text, origin: source)
-    }
-
     /// The core's ingest report, each failure's error with its HTTP status.
     static func ingestJSON(_ report: IngestReport) -> JSONValue {
         guard case .object(var o) = JSONValue(encoding: report) else { return .null }
@@ -141,24 +124,8 @@ struct Handlers: Sendable {
     /// POST /v1/documents: `{"id", "text", "title"?}` or `{"documents": [...], "async"?: bool}`.
     func ingest(_ request: Request) async throws -> Response {
         let arrival = ContinuousClock.now
-        let obj = try JSONValue.parseObject(try await Self.body(request, limit: config.maxBodyBytes))
-        var docs: [IngestDocument] = []
-        var background = false
-        if obj["documents"] != nil {
-            var f = Fields(obj)
-            let list = try f.array("documents") ?? []
-            background = try f.bool("async") ?? false
-            try f.rejectUnknown()
-            guard !list.isEmpty else { throw APIError.badRequest("'documents' is empty") }
-            guard list.count <= config.maxDocumentsPerRequest else {
-                throw APIError.badRequest("\(list.count) documents in one request; the limit is \(config.maxDocumentsPerRequest) (serve.max_documents_per_request)")
-            }
-            docs = try list.enumerated().map { try parseDocument($0.element, path: "documents[\($0.offset)]") }
-        } else {
-            docs = [try parseDocument(.object(obj), path: "")]
-        }
-        var seen = Set<String>()
-        for d in docs where !seen.insert(d.id).inserted { throw APIError.badRequest("document id '\(d.id)' appears twice in the request") }
+        let body = try RequestBodies.ingest(try JSONValue.parseObject(try await Self.body(request, limit: config.maxBodyBytes)), config: config)
+        let docs = body.documents, background = body.background
         guard !service.isShuttingDown else { throw APIError.shuttingDown }
 
         let service = self.service
@@ -220,12 +187,23 @@ struct Handlers: Sendable {
         let dtype = q.get("dtype") ?? "f16"
         let withData = (q.get("data") ?? "true") != "false"
         let core = self.core
-        if format == "json" {
-            return .json(JSONValue(encoding: try await runBlocking(name: "anchorkv-kv") { try core.kvJSON(id, dtype: dtype, data: withData) }))
+        if format == "json" && !withData {
+            return .json(JSONValue(encoding: try await runBlocking(name: "anchorkv-kv") { try core.kvLayout(id, dtype: dtype) }))
         }
         // Streamed: the header (every record already read and checked), then each tensor as its
         // layer is read from the same RocksDB snapshot; one layer in memory.
         let download = try await runBlocking(name: "anchorkv-kv") { try core.kvFile(id, dtype: dtype) }
+        if format == "json" {
+            return Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody { writer in
+                try await writer.write(ByteBuffer(data: download.jsonHead()))
+                for l in 0..<download.layers {
+                    let part = try await runBlocking(name: "anchorkv-kv") { try download.jsonLayer(l) }
+                    try await writer.write(ByteBuffer(data: part))
+                }
+                try await writer.write(ByteBuffer(data: download.jsonTail))
+                try await writer.finish(nil)
+            })
+        }
         let filename = String(id.map { $0.isLetter || $0.isNumber || "-_.".contains($0) ? $0 : "_" }.prefix(100)) + ".akv"
         return Response(status: .ok, headers: [.contentType: "application/octet-stream", .contentDisposition: "attachment; filename=\"\(filename)\""],
                         body: ResponseBody(contentLength: download.fileBytes) { writer in
@@ -254,19 +232,8 @@ struct Handlers: Sendable {
     /// POST /v1/query: question, k, documents, max_tokens, stream.
     func query(_ request: Request) async throws -> Response {
         let arrival = ContinuousClock.now
-        var f = Fields(try JSONValue.parseObject(try await Self.body(request, limit: config.maxBodyBytes)))
-        let question = try f.string("question", required: true, maxBytes: 16 << 10)!
-        guard !question.allSatisfy(\.isWhitespace) else { throw APIError.badRequest("'question' is empty") }
-        let k = try f.int("k", in: 1...config.maxK)
-        let docs = try f.strings("documents", maxCount: 1024)
-        if let docs, docs.isEmpty { throw APIError.badRequest("'documents' is empty; leave it out to search every document") }
-        let maxTokens = try f.int("max_tokens", in: 1...config.maxAnswerTokens) ?? config.defaultMaxTokens
-        let accept = request.headers[.accept] ?? ""
-        let stream = try f.bool("stream") ?? accept.contains("text/event-stream")
-        try f.rejectUnknown()
-
-        // With documents and no k: every window of those documents (as the CLI's --doc).
-        let params = KnowledgeService.Question(question, k: docs == nil ? (k ?? config.defaultK) : k, documents: docs, maxTokens: maxTokens)
+        let (params, stream) = try RequestBodies.query(try JSONValue.parseObject(try await Self.body(request, limit: config.maxBodyBytes)),
+                                                       accept: request.headers[.accept] ?? "", config: config)
         let deadline = arrival + .nanoseconds(Int64(config.requestTimeout * 1e9))
         let flag = StopFlag(deadline: deadline)
         let service = self.service

@@ -53,13 +53,7 @@ extension Handlers {
     func exportSnapshot(_ request: Request) async throws -> Response {
         let arrival = ContinuousClock.now
         let raw = try await Self.body(request, limit: config.maxBodyBytes)
-        var documents: [String]?
-        if raw.readableBytes > 0 {
-            var f = Fields(try JSONValue.parseObject(raw))
-            documents = try f.strings("documents", maxCount: 100_000)
-            try f.rejectUnknown()
-            if let d = documents, d.isEmpty { throw APIError.badRequest("'documents' is empty; leave it out to export every document") }
-        }
+        let documents = try RequestBodies.export(raw)
         let (handle, report) = try await service.exportSnapshot(documents: documents, deadline: arrival + .nanoseconds(Int64(config.requestTimeout * 1e9)))
         let stamp = ISO8601DateFormatter().string(from: Date()).replacingOccurrences(of: ":", with: "")
         let headers: HTTPFields = [
@@ -201,14 +195,9 @@ extension Handlers {
     /// POST /v1/compact: `{"to_ratio": 15, "documents"?: [...], "older_than"?: "30d" | ISO 8601, "no_adapter"?: bool}`
     /// starts a compaction job (one at a time): 202 with the job.
     func compact(_ request: Request) async throws -> Response {
-        var f = Fields(try JSONValue.parseObject(try await Self.body(request, limit: config.maxBodyBytes)))
-        guard let ratio = try f.int("to_ratio", in: 1...1000) else { throw APIError.badRequest("missing field 'to_ratio'") }
-        let documents = try f.strings("documents", maxCount: 100_000)
-        let olderThan = try f.string("older_than", maxBytes: 64).map(Self.parseAge)
-        let noAdapter = try f.bool("no_adapter") ?? false
-        try f.rejectUnknown()
+        let body = try RequestBodies.compact(try JSONValue.parseObject(try await Self.body(request, limit: config.maxBodyBytes)))
+        let ratio = body.ratio, documents = body.documents, olderThan = body.olderThan, noAdapter = body.noAdapter
         if let d = documents {
-            guard !d.isEmpty else { throw APIError.badRequest("'documents' is empty; leave it out to compact every document") }
             let missing = try await runBlocking(name: "anchorkv-read") { [core = service.core] in
                 d.filter { (try? core.document($0)) == nil }
             }
@@ -249,11 +238,6 @@ extension Handlers {
         case "true", "1": return true
         default: throw APIError.badRequest("query parameter '\(name)' must be true or false")
         }
-    }
-
-    /// An age (30d, 12h, 90m, 45s) before now, or an ISO 8601 date.
-    static func parseAge(_ s: String) throws -> Date {
-        do { return try KnowledgeService.parseAge(s) } catch { throw APIError.badRequest("'older_than': \(error.message)") }
     }
 }
 

@@ -182,6 +182,7 @@ public final class KVStore: Sendable {
             try db.write(b)
         }
         try upgradeIndexes()
+        try discardStaged(nil)
     }
 
     public static func timestamp() -> String { ISO8601DateFormatter().string(from: Date()) }
@@ -528,14 +529,45 @@ public final class KVStore: Sendable {
     /// `shape` (what the records were checked against) is recorded when the store has none yet.
     @discardableResult
     public func putEncoded(_ docs: [EncodedDocument], adapters: [String: String], shape: ModelShape? = nil) throws -> [DocumentRecord] {
-        for d in docs {
-            guard d.windows.count == d.kv.count, d.windows.count == d.record.windows else {
-                throw StoreError.invalidInput("document '\(d.record.id)': \(d.windows.count) windows, \(d.kv.count) KV lists, record says \(d.record.windows)")
-            }
-        }
+        for d in docs { try Self.checkCounts(d) }
         guard Set(docs.map(\.record.id)).count == docs.count else { throw StoreError.invalidInput("a document id appears twice in one write") }
         writeLock.lock(); defer { writeLock.unlock() }
         let b = db.makeBatch()
+        let m = try merged(adapters: adapters, shape: shape, into: b)
+        var stats = try lexStats()
+        var number = try nextNumber()
+        var stored: [DocumentRecord] = []
+        var sweep = false
+        for d in docs {
+            sweep = try deleteCurrent(d.record.id, in: b, stats: &stats) || sweep
+            var record = d.record
+            record.number = number
+            record.kvBytes = d.kv.joined().reduce(0) { $0 + $1.count }
+            number += 1
+            try putWindowsAndKV(record, d, in: b)
+            try index(record, windows: d.windows.map { ($0.terms, $0.termCount) }, in: b, stats: &stats)
+            stored.append(record)
+        }
+        if sweep {
+            try deleteOrphans(in: b, stats: &stats)
+            try recount(excluding: Set(docs.map(\.record.id)), adding: stored, into: &stats)
+        }
+        b.put("meta", Array("next_doc".utf8), Self.be64(number))
+        b.put("meta", Array("lexstats".utf8), try Self.json(stats))
+        try db.write(b)
+        setManifest(m)
+        return stored
+    }
+
+    static func checkCounts(_ d: EncodedDocument) throws {
+        guard d.windows.count == d.kv.count, d.windows.count == d.record.windows else {
+            throw StoreError.invalidInput("document '\(d.record.id)': \(d.windows.count) windows, \(d.kv.count) KV lists, record says \(d.record.windows)")
+        }
+    }
+
+    /// The manifest with `adapters` (ratio -> fingerprint) and `shape` merged in, its write added
+    /// to `b` when it changed; a ratio held with another adapter, or another shape, is refused.
+    private func merged(adapters: [String: String], shape: ModelShape?, into b: RocksDB.WriteBatch) throws -> StoreManifest {
         var m = manifest
         for (ratio, fp) in adapters {
             if let existing = m.adapters[ratio], existing != fp {
@@ -548,47 +580,140 @@ public final class KVStore: Sendable {
             m.shape = shape
         }
         if m != manifest { b.put("meta", Array("manifest".utf8), try Self.json(m)) }
+        return m
+    }
+
+    /// The next free document number: past the stored counter and past every number this
+    /// process staged (staging does not move the stored counter, so an abandoned import leaves
+    /// the store byte for byte as it was). Called under writeLock.
+    private func nextNumber() throws -> UInt64 {
+        let stored = (try db.get("meta", Array("next_doc".utf8))).map { $0.withUnsafeBytes { Self.readBE($0, 0, 8) } } ?? 1
+        return max(stored, reservedNumbers.withLock { $0 })
+    }
+    private let reservedNumbers = Mutex<UInt64>(0)
+
+    /// Adds the deletion of the stored version of `id` to `b`; true when that version's record was
+    /// unreadable (its number went with it, so the caller sweeps orphans).
+    private func deleteCurrent(_ id: String, in b: RocksDB.WriteBatch, stats: inout LexStats) throws -> Bool {
+        switch try stored(id) {
+        case .whole(let old): try deleteKeys(of: old, in: b, stats: &stats); return false
+        case .unreadable: return true
+        case .absent: return false
+        }
+    }
+
+    /// The window and KV records of `record` (its number already assigned): reached only through
+    /// its document record and index entries, so on their own they are invisible to readers.
+    private func putWindowsAndKV(_ record: DocumentRecord, _ d: EncodedDocument, in b: RocksDB.WriteBatch) throws {
+        for (w, win) in d.windows.enumerated() {
+            b.put("windows", Self.windowKey(record.number, w), try Self.json(win))
+            for (l, rec) in d.kv[w].enumerated() { b.put("kv", Self.kvKey(record.number, w, ratio: record.ratio, layer: l), rec) }
+        }
+    }
+
+    /// What makes a document visible: its index entries, its record, the number index and the counters.
+    private func index(_ record: DocumentRecord, windows: [(terms: [String: Int], length: Int)], in b: RocksDB.WriteBatch,
+                       stats: inout LexStats) throws {
+        for (w, win) in windows.enumerated() {
+            for (term, tf) in win.terms {
+                var v = [UInt8]()
+                withUnsafeBytes(of: UInt32(tf)) { v += $0 }
+                withUnsafeBytes(of: UInt32(win.length)) { v += $0 }
+                b.put("lex", Self.lexKey(term, record.number, w), v)
+            }
+            stats.windows += 1
+            stats.totalLength += win.length
+        }
+        b.put("docs", Array(record.id.utf8), try Self.json(record))
+        b.put("meta", Self.numberKey(record.number), Array(record.id.utf8))
+        stats.add(record)
+    }
+
+    // MARK: staged writes: imports larger than memory, still all-or-nothing
+
+    static let stagingPrefix = Array("staging/".utf8)
+    static func stagingKey(_ n: UInt64) -> [UInt8] { stagingPrefix + be64(n) }
+
+    /// A document whose windows and KV are on disk under a reserved number, not yet indexed.
+    struct StagedDocument {
+        var record: DocumentRecord
+        var windows: [(terms: [String: Int], length: Int)]
+    }
+
+    /// Starts a write of many documents that holds one document's KV in memory at a time.
+    public func beginStagedWrite() -> StagedWrite { StagedWrite(store: self) }
+
+    /// Writes one document's windows and KV under a newly reserved number with a staging marker,
+    /// in their own batch. No reader reaches them until `commitStaged` indexes the number.
+    fileprivate func stage(_ d: EncodedDocument) throws -> StagedDocument {
+        try Self.checkCounts(d)
+        writeLock.lock(); defer { writeLock.unlock() }
+        let b = db.makeBatch()
+        let number = try nextNumber()
+        reservedNumbers.withLock { $0 = number + 1 }
+        b.put("meta", Self.stagingKey(number), [])
+        var record = d.record
+        record.number = number
+        record.kvBytes = d.kv.joined().reduce(0) { $0 + $1.count }
+        try putWindowsAndKV(record, d, in: b)
+        try db.write(b)
+        return StagedDocument(record: record, windows: d.windows.map { ($0.terms, $0.termCount) })
+    }
+
+    /// Makes every staged document visible in ONE batch (replacing stored versions of their ids),
+    /// with the adapters and shape merged into the manifest as `putEncoded` does.
+    fileprivate func commitStaged(_ docs: [StagedDocument], adapters: [String: String], shape: ModelShape?) throws -> [DocumentRecord] {
+        writeLock.lock(); defer { writeLock.unlock() }
+        let b = db.makeBatch()
+        let m = try merged(adapters: adapters, shape: shape, into: b)
         var stats = try lexStats()
-        var number = (try db.get("meta", Array("next_doc".utf8))).map { $0.withUnsafeBytes { Self.readBE($0, 0, 8) } } ?? 1
-        var stored: [DocumentRecord] = []
         var sweep = false
         for d in docs {
-            switch try self.stored(d.record.id) {
-            case .whole(let old): try deleteKeys(of: old, in: b, stats: &stats)
-            case .unreadable: sweep = true  // its number is lost with its record: sweep below
-            case .absent: break
-            }
-            var record = d.record
-            record.number = number
-            record.kvBytes = d.kv.joined().reduce(0) { $0 + $1.count }
-            number += 1
-            for (w, win) in d.windows.enumerated() {
-                b.put("windows", Self.windowKey(record.number, w), try Self.json(win))
-                for (l, rec) in d.kv[w].enumerated() { b.put("kv", Self.kvKey(record.number, w, ratio: record.ratio, layer: l), rec) }
-                let length = win.termCount
-                for (term, tf) in win.terms {
-                    var v = [UInt8]()
-                    withUnsafeBytes(of: UInt32(tf)) { v += $0 }
-                    withUnsafeBytes(of: UInt32(length)) { v += $0 }
-                    b.put("lex", Self.lexKey(term, record.number, w), v)
-                }
-                stats.windows += 1
-                stats.totalLength += length
-            }
-            b.put("docs", Array(record.id.utf8), try Self.json(record))
-            b.put("meta", Self.numberKey(record.number), Array(record.id.utf8))
-            stats.add(record)
-            stored.append(record)
+            sweep = try deleteCurrent(d.record.id, in: b, stats: &stats) || sweep
+            try index(d.record, windows: d.windows, in: b, stats: &stats)
+            b.delete("meta", Self.stagingKey(d.record.number))
         }
+        let next = max(try nextNumber(), (docs.map(\.record.number).max() ?? 0) + 1)
+        b.put("meta", Array("next_doc".utf8), Self.be64(next))
         if sweep {
             try deleteOrphans(in: b, stats: &stats)
-            try recount(excluding: Set(docs.map(\.record.id)), adding: stored, into: &stats)
+            try recount(excluding: Set(docs.map(\.record.id)), adding: docs.map(\.record), into: &stats)
         }
-        b.put("meta", Array("next_doc".utf8), Self.be64(number))
         b.put("meta", Array("lexstats".utf8), try Self.json(stats))
         try db.write(b)
         setManifest(m)
-        return stored
+        return docs.map(\.record)
+    }
+
+    /// Deletes staged numbers' windows, KV and markers (an abandoned write); nil: every marker in
+    /// the store (at open: what a crash in the middle of an import left).
+    fileprivate func discardStaged(_ numbers: [UInt64]?) throws {
+        writeLock.lock(); defer { writeLock.unlock() }
+        var list = numbers ?? []
+        if numbers == nil {
+            try db.scan("meta", prefix: Self.stagingPrefix) { k, _ in
+                if k.count == Self.stagingPrefix.count + 8 { list.append(Self.readBE(k, Self.stagingPrefix.count, 8)) }
+                return true
+            }
+        }
+        guard !list.isEmpty else { return }
+        let b = db.makeBatch()
+        for n in list {
+            for k in try db.keys("kv", prefix: Self.be64(n)) { b.delete("kv", k) }
+            for k in try db.keys("windows", prefix: Self.be64(n)) { b.delete("windows", k) }
+            b.delete("meta", Self.stagingKey(n))
+        }
+        try db.write(b)
+    }
+
+    /// Numbers staged and not yet committed: their records are not orphans.
+    private func stagedNumbers() throws -> Set<UInt64> {
+        var out = Set<UInt64>()
+        try db.scan("meta", prefix: Self.stagingPrefix) { k, _ in
+            if k.count == Self.stagingPrefix.count + 8 { out.insert(Self.readBE(k, Self.stagingPrefix.count, 8)) }
+            return true
+        }
+        return out
     }
 
     /// Deletes a document and every key under it atomically. Returns false when it was not there.
@@ -620,7 +745,7 @@ public final class KVStore: Sendable {
     /// owns: what a document whose record was damaged left behind (its number went with the
     /// record). A scan of the store, run only when such a record is replaced or deleted.
     private func deleteOrphans(in b: RocksDB.WriteBatch, stats: inout LexStats) throws {
-        var owned = Set<UInt64>()
+        var owned = try stagedNumbers()
         try db.scan("docs", prefix: []) { _, v in
             if let d = try? JSONDecoder().decode(DocumentRecord.self, from: Data(v)) { owned.insert(d.number) }
             return true
@@ -760,4 +885,45 @@ public final class KVStore: Sendable {
         }
         return s
     }
+}
+
+/// A write of many documents in bounded memory that stays all-or-nothing (snapshot import):
+/// `add` puts each document's windows and KV on disk at once under a reserved number that no
+/// reader can reach; `commit` then makes all of them visible in one batch. `abandon` (also on
+/// deinit without a commit, and at the store's next open after a crash) deletes what was staged.
+/// Memory: one document's KV while it is added, then a few bytes per window and index term.
+public final class StagedWrite {
+    public let store: KVStore
+    private var docs: [KVStore.StagedDocument] = []
+    private var ids = Set<String>()
+    private var finished = false
+    public var count: Int { docs.count }
+
+    init(store: KVStore) { self.store = store }
+
+    public func add(_ d: EncodedDocument) throws {
+        precondition(!finished, "StagedWrite used after commit or abandon")
+        guard ids.insert(d.record.id).inserted else { throw StoreError.invalidInput("document '\(d.record.id)' appears twice in one write") }
+        docs.append(try store.stage(d))
+    }
+
+    @discardableResult
+    public func commit(adapters: [String: String], shape: ModelShape? = nil) throws -> [DocumentRecord] {
+        precondition(!finished, "StagedWrite committed twice")
+        let stored = try store.commitStaged(docs, adapters: adapters, shape: shape)
+        finished = true
+        return stored
+    }
+
+    /// Deletes what was staged. Failing here only leaves the markers for the next open to clear.
+    public func abandon() {
+        guard !finished else { return }
+        finished = true
+        try? store.discardStaged(docs.map(\.record.number))
+    }
+
+    /// Drops the write without deleting what it staged, as a crash would (tests of recovery).
+    func detach() { finished = true }
+
+    deinit { abandon() }
 }
