@@ -227,6 +227,19 @@ public final class KnowledgeBase: Sendable {
         return win
     }
 
+    /// Refuses, before any KV is read, windows whose span leaves no room for the answer in the
+    /// model's context: a request naming many large documents would otherwise load all their KV
+    /// only for the decoder to refuse it. Bounds a query's memory by the model's context.
+    func checkSpan(_ windows: [(DocumentRecord, Int)], maxTokens: Int) throws {
+        guard let last = windows.last else { return }
+        let (_, length) = try window(last.1, of: last.0)
+        let span = layout.windows.contextLength(lastSlot: windows.count - 1, length: length)
+        let limit = model.config.contextLength
+        guard span + maxTokens < limit else {
+            throw StoreError.invalidInput("the \(windows.count) windows to answer from span \(span) tokens; with \(maxTokens) answer tokens that passes the model's context of \(limit) tokens. Name fewer documents, ask with a smaller k, or ask for fewer tokens")
+        }
+    }
+
     func context(of windows: [(DocumentRecord, Int)], snapshot: RocksDB.Snapshot?, keepTensors: Bool) throws -> CompressedContext {
         guard let first = windows.first else { throw StoreError.invalidInput("no windows to answer from") }
         let c = model.config, windowLayout = layout.windows
@@ -304,6 +317,7 @@ public final class KnowledgeBase: Sendable {
         if let best = picked.max(by: { ($0.2 ?? 0) < ($1.2 ?? 0) }) {
             picked = picked.filter { $0.0.ratio == best.0.ratio && $0.0.adapter == best.0.adapter }
         }
+        try checkSpan(picked.map { ($0.0, $0.1) }, maxTokens: maxTokens)
         let ctx = try context(of: picked.map { ($0.0, $0.1) }, snapshot: snap)
         let loadStore = since(t1)
         let d = try decoderFor(ctx)

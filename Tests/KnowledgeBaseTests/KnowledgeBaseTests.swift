@@ -348,6 +348,16 @@ final class KnowledgeBaseTests: XCTestCase {
         XCTAssertEqual(b.citations.count, a.citations.count)
     }
 
+    func testAQueryWhoseWindowsLeaveNoRoomForTheAnswerIsRefusedBeforeItsKVIsRead() throws {
+        let kb = try openKB()
+        _ = try kb.ingest(try sample("honeybees.md"))
+        let limit = kb.model.config.contextLength
+        XCTAssertThrowsError(try kb.query("What do bees make?", k: nil, documents: ["honeybees.md"], maxTokens: limit - 10)) { e in
+            XCTAssertTrue("\(e)".contains("passes the model's context of \(limit) tokens"), "\(e)")
+        }
+        XCTAssertNoThrow(try kb.query("What do bees make?", k: nil, documents: ["honeybees.md"], maxTokens: 2))
+    }
+
     func testAStoredRecordOfAnotherShapeIsRefusedBeforeItIsDecoded() throws {
         let kb = try openKB()
         let c = kb.model.config
