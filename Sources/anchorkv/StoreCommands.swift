@@ -60,35 +60,92 @@ struct IngestCommand: ParsableCommand {
 struct QueryCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "query",
-        abstract: "Answer a question from the store's compressed knowledge.",
-        discussion: "BM25 picks the top-k windows (or --doc names documents); their stored anchor KVs are laid out one after another and decoded. The answer is the first line of stdout, then the citations; timings on stderr. --json prints one object with answer, citations and timings.\n\n" + exitStatusHelp)
+        abstract: "Answer a question (or a file of questions) from the store's compressed knowledge.",
+        discussion: "BM25 picks the top-k windows (or --doc names documents); their stored anchor KVs are laid out one after another and decoded. The answer is the first line of stdout, then the citations; timings on stderr. --json prints one object with answer, citations and timings.\n\n--questions FILE answers one question per line of FILE ('-' for stdin; blank lines and lines starting with # are skipped) with the model loaded once: per question a \"Q: ...\" line, the answer and its citations, or with --json one JSON object per line (JSON Lines) holding the question and its answer or error. A question that fails is reported and the rest go on; the exit status is then that of the first failure.\n\n" + exitStatusHelp)
 
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var storeOptions: StoreOptions
     @OptionGroup var sac: SACOptions
-    @Argument(help: "The question.") var question: String
+    @Argument(help: "The question (or use --questions).") var question: String?
+    @Option(name: .long, help: "A file of questions, one per line ('-': stdin).") var questions: String?
     @Option(name: .shortAndLong, help: "Windows to retrieve (default 4; with --doc and no -k, every window of those documents).") var k: Int?
     @Option(name: .long, help: "Restrict to these document ids (repeatable).") var doc: [String] = []
     @Option(name: .long, help: "Maximum answer tokens (default: the config's sac.max_answer_tokens).") var maxTokens: Int?
-    @Flag(name: .long, help: "Print one JSON object on stdout.") var json = false
+    @Flag(name: .long, help: "Print one JSON object on stdout (with --questions: one per line).") var json = false
 
     func validate() throws {
-        guard !question.allSatisfy(\.isWhitespace) else { throw ValidationError("the question is empty") }
+        switch (question, questions) {
+        case (nil, nil): throw ValidationError("give a question, or --questions FILE")
+        case (.some, .some): throw ValidationError("give a question or --questions FILE, not both")
+        case (let q?, nil): guard !q.allSatisfy(\.isWhitespace) else { throw ValidationError("the question is empty") }
+        case (nil, .some): break
+        }
         if let k, k <= 0 { throw ValidationError("-k must be positive") }
         if let maxTokens, maxTokens <= 0 { throw ValidationError("--max-tokens must be positive") }
     }
 
-    func run() throws {
-        let service = try openService(modelOptions, storeOptions, sac, create: false)
-        let r = try reporting { try service.query(.init(question, k: k, documents: doc.isEmpty ? nil : doc, maxTokens: maxTokens)) }
-        if json { print(Results.json(r)); return }
+    func params(_ q: String) -> KnowledgeService.Question { .init(q, k: k, documents: doc.isEmpty ? nil : doc, maxTokens: maxTokens) }
+
+    func printAnswer(_ r: Answer) {
         print(r.answer.replacingOccurrences(of: "\n", with: " "))
         for c in r.citations {
             print("  [\(c.document) #\(c.window)\(c.score.map { String(format: " %.2f", $0) } ?? "")] \(c.title)")
         }
+    }
+
+    func run() throws {
+        if let questions { return try runMany(questions) }
+        let service = try openService(modelOptions, storeOptions, sac, create: false)
+        let r = try reporting { try service.query(params(question!)) }
+        if json { print(Results.json(r)); return }
+        printAnswer(r)
         let t = r.timings
         StandardError.write(String(format: "%d windows, %d context tokens as %d anchors | retrieve %.4f s, load %.4f s, first token %.3f s, decode %.3f s, total %.3f s\n",
                                    r.citations.count, r.contextTokens, r.anchors, t.retrieveS, t.loadS, t.firstTokenS, t.decodeS, t.totalS))
+    }
+
+    /// One line of --questions --json output.
+    struct Line: Encodable {
+        var question: String
+        var result: Answer?
+        var error: CoreError?
+    }
+
+    func runMany(_ file: String) throws {
+        let text: String
+        if file == "-" {
+            text = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
+        } else {
+            guard let data = FileManager.default.contents(atPath: file) else {
+                StandardError.write("error: cannot read the questions file \(file)\n")
+                throw ExitCode(CoreError.notFound("").exitCode)
+            }
+            text = String(decoding: data, as: UTF8.self)
+        }
+        let list = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty && !$0.hasPrefix("#") }
+        guard !list.isEmpty else {
+            StandardError.write("error: \(file) holds no questions (one per line; # starts a comment)\n")
+            throw ExitCode(CoreError.invalidInput("").exitCode)
+        }
+        let service = try openService(modelOptions, storeOptions, sac, create: false)
+        var firstFailure: CoreError?
+        let t0 = ContinuousClock.now
+        for (i, q) in list.enumerated() {
+            StandardError.write("[\(i + 1)/\(list.count)] \(q)\n")
+            do {
+                let r = try service.query(params(q))
+                if json { print(Results.json(Line(question: q, result: r))) } else { print("Q: \(q)"); printAnswer(r) }
+            } catch {
+                let e = error
+                if firstFailure == nil { firstFailure = e }
+                if json { print(Results.json(Line(question: q, error: e))) } else { print("Q: \(q)"); print("error: \(e.message)") }
+            }
+        }
+        let seconds = (ContinuousClock.now - t0).seconds
+        StandardError.write(String(format: "answered %d questions in %.1f s (%.2f s each, the model loaded once)%@\n", list.count, seconds,
+                                   seconds / Double(list.count), firstFailure == nil ? "" : "; some failed"))
+        if let firstFailure { throw ExitCode(firstFailure.exitCode) }
     }
 }
 

@@ -148,5 +148,24 @@ final class RunFromAnyFolderTests: XCTestCase {
         let obj = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(stats.out.utf8)) as? [String: Any])
         XCTAssertEqual(obj["documents"] as? Int, 1)
         XCTAssertEqual(obj["store"] as? String, store)
+
+        // Several questions, the model loaded once: one JSON line each, a failure among them
+        // reported in its line and in the exit status, the others answered.
+        try "Do colonies have one queen?\n# skipped\n\nzzqx qqxz\nWhere do honey bees live?\n"
+            .write(to: dir.appendingPathComponent("q.txt"), atomically: true, encoding: .utf8)
+        let many = try runCLI(binary, ["query", "--store", store, "--questions", "q.txt", "--max-tokens", "3", "--json"], in: dir, environment: env)
+        XCTAssertEqual(many.status, 1, many.err)
+        let lines = many.out.split(separator: "\n").map { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        XCTAssertEqual(lines.count, 3, many.out)
+        XCTAssertEqual(lines.map { $0?["question"] as? String }, ["Do colonies have one queen?", "zzqx qqxz", "Where do honey bees live?"])
+        XCTAssertNotNil((lines[0]?["result"] as? [String: Any])?["answer"])
+        XCTAssertEqual((lines[1]?["error"] as? [String: Any])?["code"] as? String, "invalid_input")
+        XCTAssertNotNil((lines[2]?["result"] as? [String: Any])?["answer"])
+        // The same question alone gives the same answer.
+        let one = try runCLI(binary, ["query", "--store", store, "--max-tokens", "3", "--json", "Where do honey bees live?"], in: dir, environment: env)
+        let single = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(one.out.utf8)) as? [String: Any])
+        XCTAssertEqual(single["answer"] as? String, (lines[2]?["result"] as? [String: Any])?["answer"] as? String)
+        let both = try runCLI(binary, ["query", "--store", store, "--questions", "q.txt", "bees?"], in: dir, environment: env)
+        XCTAssertEqual(both.status, 64, both.err)
     }
 }
