@@ -341,3 +341,50 @@ int akv_gemv_quant_q16(uint32_t ggml_type, const void *w, int64_t row_bytes, con
     default: return -1;
     }
 }
+
+// Batched decode: n independent activation rows against the same weight rows. The loop runs
+// weight-row-outer, activation-inner, so each weight row is read from memory once for all n
+// (it stays in L1 across them), and every (row, activation) dot is the very function the
+// single-row kernels call: results are bitwise those of n separate gemv calls.
+int akv_gemm_quant_rows(uint32_t ggml_type, const void *w, int64_t row_bytes, int64_t n, const float *x, int64_t ldx,
+                        float *y, int64_t ldy, int64_t cols, int64_t row_begin, int64_t row_end) {
+    if (cols % 32 != 0) return -1;
+    const uint8_t *base = (const uint8_t *)w;
+    const int64_t nb = cols / 32;
+    for (int64_t r = row_begin; r < row_end; r++) {
+        const uint8_t *row = base + r * row_bytes;
+        for (int64_t i = 0; i < n; i++) {
+            const float *xi = x + i * ldx;
+            switch (ggml_type) {
+            case 3: y[i * ldy + r] = dot_q4_1_row(row, xi, nb); break;
+            case 2: y[i * ldy + r] = dot_q4_0_row(row, xi, nb); break;
+            case 8: y[i * ldy + r] = dot_q8_0_row(row, xi, nb); break;
+            default: return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+int akv_gemm_quant_q16_rows(uint32_t ggml_type, const void *w, int64_t row_bytes, int64_t n, const int16_t *xq,
+                            const float *xd, const float *xsum, float *y, int64_t ldy, int64_t cols,
+                            int64_t row_begin, int64_t row_end) {
+    if (cols % 32 != 0) return -1;
+    const uint8_t *base = (const uint8_t *)w;
+    const int64_t nb = cols / 32;
+    for (int64_t r = row_begin; r < row_end; r++) {
+        const uint8_t *row = base + r * row_bytes;
+        for (int64_t i = 0; i < n; i++) {
+            const int16_t *q = xq + i * cols;
+            const float *d = xd + i * nb, *s = xsum + i * nb;
+            switch (ggml_type) {
+            case 3: y[i * ldy + r] = dot_q4_1_q16(row, q, d, s, nb); break;
+            case 2: y[i * ldy + r] = dot_q4_0_q16(row, q, d, s, nb); break;
+            case 8: y[i * ldy + r] = dot_q8_0_q16(row, q, d, nb); break;
+            default: return -1;
+            }
+        }
+    }
+    return 0;
+}
+

@@ -254,3 +254,70 @@ public final class InferenceSession {
         }
     }
 }
+
+// MARK: batched decode
+
+extension InferenceSession {
+    /// One decode step of several sequences at once (continuous batching): `tokens[i]` is the
+    /// next token of `sessions[i]`, at that session's next position. Each weight matrix is read
+    /// once for all rows (`Linear.applyIndependentRows`); attention runs per session against its
+    /// own cache. Returns each session's logits [vocab]. Row i is bitwise what
+    /// `sessions[i].forward([tokens[i]])` returns, so batching never changes a greedy answer.
+    public static func step(_ sessions: [InferenceSession], tokens: [Int32]) throws -> [[Float]] {
+        guard let first = sessions.first else { return [] }
+        guard sessions.count == tokens.count else { throw LLMError.invalidInput("\(sessions.count) sessions for \(tokens.count) tokens") }
+        guard Set(sessions.map(ObjectIdentifier.init)).count == sessions.count else {
+            throw LLMError.invalidInput("a session appears twice in one batched step")
+        }
+        if sessions.count == 1 { return [try first.forward(tokens).logits] }
+        let model = first.model
+        guard sessions.allSatisfy({ $0.model === model }) else { throw LLMError.invalidInput("a batched step needs sessions of one model") }
+        let c = model.config, w = model.weights
+        if let bad = tokens.first(where: { $0 < 0 || Int($0) >= c.vocabSize }) {
+            throw LLMError.invalidInput("token id \(bad) is outside the vocabulary (0..<\(c.vocabSize))")
+        }
+        let B = sessions.count
+        let H = c.hiddenSize, qd = c.qDim, kvd = c.kvDim, F = c.intermediateSize, half = c.headDim / 2
+        let X = FloatBuffer(count: B * H), Hs = FloatBuffer(count: B * H), Q = FloatBuffer(count: B * qd), A = FloatBuffer(count: B * qd)
+        let Kb = FloatBuffer(count: B * kvd), Vb = FloatBuffer(count: B * kvd)
+        let G = FloatBuffer(count: B * F), U = FloatBuffer(count: B * F)
+        let cos = FloatBuffer(count: B * half), sin = FloatBuffer(count: B * half)
+        let x = X.pointer, h = Hs.pointer, q = Q.pointer, attn = A.pointer
+        let P = sessions.map { $0.cache.count }
+        let positions = sessions.map { $0.cache.nextPosition }
+        for (i, s) in sessions.enumerated() { s.cache.reserve(P[i] + 1) }
+        for i in 0..<B { w.embedding.lookup(tokens[i], into: x + i * H) }
+        model.rope.table(positions: positions, cos: cos.pointer, sin: sin.pointer)
+
+        for l in 0..<c.layerCount {
+            let lw = w.layers[l]
+            Kernels.rmsNorm(x, weight: lw.attnNorm.pointer, out: h, rows: B, n: H, eps: c.rmsNormEps)
+            lw.k.applyIndependentRows(h, rows: B, out: Kb.pointer)
+            lw.v.applyIndependentRows(h, rows: B, out: Vb.pointer)
+            model.rope.apply(Kb.pointer, rows: B, ld: kvd, heads: c.kvHeadCount, cos: cos.pointer, sin: sin.pointer)
+            for (i, s) in sessions.enumerated() {
+                (s.cache.keys(layer: l) + P[i] * kvd).update(from: Kb.pointer + i * kvd, count: kvd)
+                (s.cache.values(layer: l) + P[i] * kvd).update(from: Vb.pointer + i * kvd, count: kvd)
+            }
+            lw.q.applyIndependentRows(h, rows: B, out: q)
+            model.rope.apply(q, rows: B, ld: qd, heads: c.headCount, cos: cos.pointer, sin: sin.pointer)
+            for (i, s) in sessions.enumerated() {
+                s.attention(layer: l, q: q + i * qd, rows: 1, visible: [Int64(P[i] + 1)], out: attn + i * qd)
+            }
+            lw.o.applyIndependentRows(attn, rows: B, out: x, accumulate: true)
+            Kernels.rmsNorm(x, weight: lw.ffnNorm.pointer, out: h, rows: B, n: H, eps: c.rmsNormEps)
+            lw.gate.applyIndependentRows(h, rows: B, out: G.pointer)
+            lw.up.applyIndependentRows(h, rows: B, out: U.pointer)
+            Kernels.siluMul(G.pointer, U.pointer, count: B * F)
+            lw.down.applyIndependentRows(G.pointer, rows: B, out: x, accumulate: true)
+        }
+        for (i, s) in sessions.enumerated() {
+            s.cache.commit(rows: 1)
+            s.cache.nextPosition = positions[i] + 1
+        }
+        Kernels.rmsNorm(x, weight: w.outputNorm.pointer, out: h, rows: B, n: H, eps: c.rmsNormEps)
+        let logits = FloatBuffer(count: B * c.vocabSize, zeroed: false)
+        w.lmHead.applyIndependentRows(h, rows: B, out: logits.pointer, integerDot: false)
+        return (0..<B).map { Array(UnsafeBufferPointer(start: logits.pointer + $0 * c.vocabSize, count: c.vocabSize)) }
+    }
+}

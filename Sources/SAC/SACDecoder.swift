@@ -22,7 +22,7 @@ public final class SACDecoder: Sendable {
     public let adapter: SACAdapter?
     public let layout: SACLayout
     private let modelFingerprint: String
-    private let stopTokens: Set<Int32>
+    let stopTokens: Set<Int32>
 
     public init(model: LlamaModel, adapter: SACAdapter?) throws {
         self.model = model

@@ -49,6 +49,36 @@ public enum Kernels {
         return true
     }
 
+    /// Batched decode: y[i, :] = W x[i, :] for `n` independent activation rows (single-token steps
+    /// of different sequences), each weight row read once for all of them. Every result is
+    /// bitwise what `gemvQuantized` gives for that row alone, so batching never changes an answer.
+    /// Returns false when the type has no decode kernel.
+    public static func gemmQuantizedRows(type: UInt32, weights: UnsafeRawPointer, rowBytes: Int, rows: Int, cols: Int, n: Int,
+                                         x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
+                                         integerDot: Bool = integerDecode) -> Bool {
+        guard type == 2 || type == 3 || type == 8, cols % 32 == 0 else { return false }
+        guard integerDot else {
+            Parallel.forRanges(rows, minPerWorker: 64) { r in
+                _ = akv_gemm_quant_rows(type, weights, Int64(rowBytes), Int64(n), x, Int64(cols), y, Int64(rows), Int64(cols),
+                                        Int64(r.lowerBound), Int64(r.upperBound))
+            }
+            return true
+        }
+        let nb = cols / 32
+        withUnsafeTemporaryAllocation(of: Int16.self, capacity: n * cols) { xq in
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * n * nb) { scales in
+                let xd = scales.baseAddress!, xsum = xd + n * nb
+                for i in 0..<n { akv_quantize_q16(x + i * cols, Int64(cols), xq.baseAddress! + i * cols, xd + i * nb, xsum + i * nb) }
+                let q = UnsafePointer(xq.baseAddress!), d = UnsafePointer(xd), s = UnsafePointer(xsum)
+                Parallel.forRanges(rows, minPerWorker: 64) { r in
+                    _ = akv_gemm_quant_q16_rows(type, weights, Int64(rowBytes), Int64(n), q, d, s, y, Int64(rows), Int64(cols),
+                                                Int64(r.lowerBound), Int64(r.upperBound))
+                }
+            }
+        }
+        return true
+    }
+
     /// y[rows] = W[rows, cols] x for fp32 weights with row stride ld.
     public static func gemv(weights: UnsafePointer<Float>, ld: Int, rows: Int, cols: Int,
                             x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {

@@ -13,6 +13,8 @@ struct BenchCommand: ParsableCommand {
     @OptionGroup var modelOptions: ModelOptions
     @Option(name: .long, parsing: .upToNextOption, help: "Prompt lengths to prefill.") var promptTokens: [Int] = [512, 2048]
     @Option(name: .long, help: "Tokens to decode one at a time (0 skips decode).") var genTokens = 64
+    @Option(name: .long, parsing: .upToNextOption, help: "Batch sizes for batched decode (each sequence with --context tokens in its cache; 1 = the plain decode path).") var batch: [Int] = []
+    @Option(name: .long, help: "Cached tokens per sequence for --batch.") var context = 256
     @Option(name: .long, help: "Timed repeats per test (after one warm-up).") var repeats = 5
     @Flag(name: .long, help: "Print one JSON object instead of a table.") var json = false
 
@@ -59,10 +61,52 @@ struct BenchCommand: ParsableCommand {
                 for id in ids { _ = try session.forward([id]) }
             }
         }
+        // Continuous batching: B sequences, each with its own cache of `context` tokens, decode
+        // genTokens tokens each, one batched step per token (InferenceSession.step) vs the same
+        // B sequences stepped one after another. tokens/s counts every sequence's tokens.
+        for b in batch where genTokens > 0 {
+            let sessions = (0..<b).map { _ in model.makeSession(capacity: context + genTokens) }
+            let prompts = (0..<b).map { _ in randomTokens(context) }
+            let ids = (0..<b).map { _ in randomTokens(genTokens) }
+            func reset() throws {
+                for (s, p) in zip(sessions, prompts) { s.cache.reset(); _ = try s.forward(p, options: ForwardOptions(output: .none)) }
+            }
+            for batched in [true, false] where batched || b > 1 {
+                // The prefill is outside the timed part: reset, then time the decode steps only.
+                try reset()
+                _ = try runSteps(sessions, ids, batched: batched)
+                var rates: [Double] = []
+                for _ in 0..<repeats {
+                    try reset()
+                    let t0 = Clock.now()
+                    try runSteps(sessions, ids, batched: batched)
+                    rates.append(Double(b * genTokens) / (Clock.now() - t0))
+                }
+                rates.sort()
+                let median = rates.count % 2 == 1 ? rates[rates.count / 2] : (rates[rates.count / 2 - 1] + rates[rates.count / 2]) / 2
+                let name = "tg\(genTokens) x\(b) \(batched ? "batched" : "one by one")"
+                results.append(["test": name, "batch": b, "batched": batched, "context": context, "tokens": b * genTokens,
+                                "min": rates.first!, "median": median, "max": rates.last!, "all": rates])
+                if !json { StandardError.write(String(format: "%-26@ min %8.1f  median %8.1f  max %8.1f tokens/s\n", name as NSString, rates.first!, median, rates.last!)) }
+            }
+        }
         let summary: [String: Any] = [
             "engine": "anchorkv", "model": model.source, "threads": ProcessInfo.processInfo.environment["ANCHORKV_THREADS"] ?? "all",
             "repeats": repeats, "results": results,
         ]
         if json { print(jsonString(summary)) }
+    }
+
+    @discardableResult
+    func runSteps(_ sessions: [InferenceSession], _ ids: [[Int32]], batched: Bool) throws -> Int {
+        for t in 0..<ids[0].count {
+            let tokens = ids.map { $0[t] }
+            if batched {
+                _ = try InferenceSession.step(sessions, tokens: tokens)
+            } else {
+                for (s, id) in zip(sessions, tokens) { _ = try s.forward([id]) }
+            }
+        }
+        return ids[0].count
     }
 }

@@ -38,6 +38,15 @@ int akv_gemv_quant_q16(uint32_t ggml_type, const void *w, int64_t row_bytes, con
                        const float *xsum, float *y, int64_t cols, int64_t row_begin, int64_t row_end);
 
 /// y[r] = dot(W[r,:], x) for an fp32 row-major matrix (used where BLAS call overhead dominates).
+/// Batched decode: y[i, r] = W[r] . x[i] for n activation rows (row stride ldx / ldy), W rows
+/// [row_begin, row_end) read once for all n; each dot is bitwise akv_gemv_quant's.
+int akv_gemm_quant_rows(uint32_t ggml_type, const void *w, int64_t row_bytes, int64_t n, const float *x, int64_t ldx,
+                        float *y, int64_t ldy, int64_t cols, int64_t row_begin, int64_t row_end);
+/// The same on activations quantized by akv_quantize_q16 (xq [n, cols], xd and xsum [n, cols/32]);
+/// each dot is bitwise akv_gemv_quant_q16's.
+int akv_gemm_quant_q16_rows(uint32_t ggml_type, const void *w, int64_t row_bytes, int64_t n, const int16_t *xq,
+                            const float *xd, const float *xsum, float *y, int64_t ldy, int64_t cols,
+                            int64_t row_begin, int64_t row_end);
 void akv_gemv_f32_rows(const float *w, int64_t ld, const float *x, float *y, int64_t cols,
                        int64_t row_begin, int64_t row_end);
 

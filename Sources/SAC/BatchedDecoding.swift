@@ -1,0 +1,80 @@
+import Foundation
+import LLM
+
+/// A question being answered with continuous batching: its session (anchors + first block in
+/// the cache), its sampler, and the tokens so far. Made by `SACDecoder.start`, advanced with
+/// other sequences (of any context, ratio or adapter of the same base model) by `SACDecoder.advance`.
+public final class DecodeSequence {
+    public let session: InferenceSession
+    public private(set) var tokens: [Int32] = []
+    /// Ended: at a stop token, at its token limit, or by `finish`.
+    public private(set) var isFinished = false
+    public private(set) var stoppedByToken = false
+    /// Tokens of the first block ([LM] and the question segment).
+    public let questionTokens: Int
+    let maxTokens: Int
+    let stopTokens: Set<Int32>
+    var sampler: Sampler
+    var logits: [Float]
+
+    init(session: InferenceSession, logits: [Float], maxTokens: Int, stopTokens: Set<Int32>, sampling: SamplingParameters, questionTokens: Int) {
+        self.session = session
+        self.logits = logits
+        self.maxTokens = maxTokens
+        self.stopTokens = stopTokens
+        self.sampler = Sampler(sampling)
+        self.questionTokens = questionTokens
+    }
+
+    /// Samples the next token from the current logits, as `SACDecoder.answer` does; nil when the
+    /// sequence ended instead (a stop token, which is not kept).
+    func sampleNext() -> Int32? {
+        guard !isFinished else { return nil }
+        let t = logits.withUnsafeBufferPointer { sampler.sample($0) }
+        if stopTokens.contains(t) {
+            isFinished = true
+            stoppedByToken = true
+            return nil
+        }
+        tokens.append(t)
+        if tokens.count == maxTokens { isFinished = true }
+        return t
+    }
+
+    /// Ends the sequence now (its client went away, its deadline passed); it frees its slot at the next step.
+    public func finish() { isFinished = true }
+}
+
+extension SACDecoder {
+    /// Loads the context and runs the first block: a sequence ready to be advanced with others.
+    public func start(_ context: CompressedContext, question: String, maxTokens: Int, sampling: SamplingParameters = .greedy) throws -> DecodeSequence {
+        guard maxTokens > 0 else { throw SACError.invalidInput("max tokens must be positive") }
+        let block = firstBlock(question: question, contextLength: context.contextLength)
+        let lastPosition = Int(block.positions.last!) + maxTokens
+        if lastPosition >= model.config.contextLength {
+            throw SACError.invalidInput("the answer would reach position \(lastPosition), past the model's context of \(model.config.contextLength) tokens; use a shorter context or fewer max tokens")
+        }
+        let session = try load(context, extraCapacity: block.tokens.count + maxTokens)
+        let logits = try session.forward(block.tokens, options: block.options).logits
+        return DecodeSequence(session: session, logits: logits, maxTokens: maxTokens, stopTokens: stopTokens, sampling: sampling,
+                              questionTokens: block.tokens.count)
+    }
+
+    /// One step of continuous batching: each unfinished sequence samples its next token, then the
+    /// ones that go on share one batched forward step (`InferenceSession.step`). Returns the token
+    /// each sequence produced at this step (nil: it had ended, or ended here at a stop token).
+    /// A sequence's tokens are exactly those `answer` gives for the same context and question.
+    @discardableResult
+    public static func advance(_ sequences: [DecodeSequence]) throws -> [Int32?] {
+        let produced = sequences.map { $0.sampleNext() }
+        var going: [DecodeSequence] = [], next: [Int32] = []
+        for (s, t) in zip(sequences, produced) where !s.isFinished {
+            if let t { going.append(s); next.append(t) }
+        }
+        if !going.isEmpty {
+            let logits = try InferenceSession.step(going.map(\.session), tokens: next)
+            for (s, l) in zip(going, logits) { s.logits = l }
+        }
+        return produced
+    }
+}
