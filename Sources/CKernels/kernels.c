@@ -342,6 +342,61 @@ int akv_gemv_quant_q16(uint32_t ggml_type, const void *w, int64_t row_bytes, con
     }
 }
 
+// Group kernels of batched decode: one weight row against up to 4 activation rows, the block's
+// scales and unpacked weights computed once and used for all of them. Per activation the
+// arithmetic (operations, their order, the accumulator split) is exactly dot_q4_1_q16's /
+// dot_q8_0_row's, so each result is bitwise the single-row kernel's.
+#define AKV_GROUP 4
+static void dot_q4_1_q16_group(const uint8_t *row, int n, const int16_t *const *xq, const float *const *xd,
+                               const float *const *xsum, int64_t nb, float *out) {
+    const __m128i mask = _mm_set1_epi8(0x0f);
+    __m256 acc0[AKV_GROUP], acc1[AKV_GROUP];
+    float accm[AKV_GROUP];
+    for (int i = 0; i < n; i++) { acc0[i] = _mm256_setzero_ps(); acc1[i] = _mm256_setzero_ps(); accm[i] = 0.0f; }
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *blk = row + b * 20;
+        const __m128i raw = _mm_loadu_si128((const __m128i *)(blk + 4));
+        const __m256i a = _mm256_cvtepu8_epi16(_mm_and_si128(raw, mask));
+        const __m256i c = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), mask));
+        const float d = f16_load(blk), m = f16_load(blk + 2);
+        for (int i = 0; i < n; i++) {
+            const int16_t *x = xq[i] + b * 32;
+            const __m256i pi = _mm256_add_epi32(_mm256_madd_epi16(a, _mm256_loadu_si256((const __m256i *)x)),
+                                                _mm256_madd_epi16(c, _mm256_loadu_si256((const __m256i *)(x + 16))));
+            const __m256 p = _mm256_cvtepi32_ps(pi);
+            const __m256 sc = _mm256_set1_ps(d * xd[i][b]);
+            if (b & 1) acc1[i] = _mm256_fmadd_ps(sc, p, acc1[i]); else acc0[i] = _mm256_fmadd_ps(sc, p, acc0[i]);
+            accm[i] += m * xsum[i][b];
+        }
+    }
+    for (int i = 0; i < n; i++) out[i] = hsum256(_mm256_add_ps(acc0[i], acc1[i])) + accm[i];
+}
+
+static void dot_q8_0_row_group(const uint8_t *row, int n, const float *const *x, int64_t nblocks, float *out) {
+    __m256 acc[AKV_GROUP];
+    for (int i = 0; i < n; i++) acc[i] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nblocks; b++) {
+        const uint8_t *blk = row + b * 34;
+        const float d = f16_load(blk);
+        const __m128i qa = _mm_loadu_si128((const __m128i *)(blk + 2));
+        const __m128i qb = _mm_loadu_si128((const __m128i *)(blk + 18));
+        const __m256 q0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(qa));
+        const __m256 q1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(qa, 8)));
+        const __m256 q2 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(qb));
+        const __m256 q3 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(qb, 8)));
+        const __m256 vd = _mm256_set1_ps(d);
+        for (int i = 0; i < n; i++) {
+            const float *xb = x[i] + b * 32;
+            __m256 s = _mm256_mul_ps(q0, _mm256_loadu_ps(xb));
+            s = _mm256_fmadd_ps(q1, _mm256_loadu_ps(xb + 8), s);
+            s = _mm256_fmadd_ps(q2, _mm256_loadu_ps(xb + 16), s);
+            s = _mm256_fmadd_ps(q3, _mm256_loadu_ps(xb + 24), s);
+            acc[i] = _mm256_fmadd_ps(vd, s, acc[i]);
+        }
+    }
+    for (int i = 0; i < n; i++) out[i] = hsum256(acc[i]);
+}
+
 // Batched decode: n independent activation rows against the same weight rows. The loop runs
 // weight-row-outer, activation-inner, so each weight row is read from memory once for all n
 // (it stays in L1 across them), and every (row, activation) dot is the very function the
@@ -353,6 +408,17 @@ int akv_gemm_quant_rows(uint32_t ggml_type, const void *w, int64_t row_bytes, in
     const int64_t nb = cols / 32;
     for (int64_t r = row_begin; r < row_end; r++) {
         const uint8_t *row = base + r * row_bytes;
+        if (ggml_type == 8) {
+            for (int64_t i0 = 0; i0 < n; i0 += AKV_GROUP) {
+                const int g = (int)(n - i0 < AKV_GROUP ? n - i0 : AKV_GROUP);
+                const float *xs[AKV_GROUP];
+                float out[AKV_GROUP];
+                for (int i = 0; i < g; i++) xs[i] = x + (i0 + i) * ldx;
+                dot_q8_0_row_group(row, g, xs, nb, out);
+                for (int i = 0; i < g; i++) y[(i0 + i) * ldy + r] = out[i];
+            }
+            continue;
+        }
         for (int64_t i = 0; i < n; i++) {
             const float *xi = x + i * ldx;
             switch (ggml_type) {
@@ -374,6 +440,18 @@ int akv_gemm_quant_q16_rows(uint32_t ggml_type, const void *w, int64_t row_bytes
     const int64_t nb = cols / 32;
     for (int64_t r = row_begin; r < row_end; r++) {
         const uint8_t *row = base + r * row_bytes;
+        if (ggml_type == 3) {
+            for (int64_t i0 = 0; i0 < n; i0 += AKV_GROUP) {
+                const int g = (int)(n - i0 < AKV_GROUP ? n - i0 : AKV_GROUP);
+                const int16_t *qs[AKV_GROUP];
+                const float *ds[AKV_GROUP], *ss[AKV_GROUP];
+                float out[AKV_GROUP];
+                for (int i = 0; i < g; i++) { qs[i] = xq + (i0 + i) * cols; ds[i] = xd + (i0 + i) * nb; ss[i] = xsum + (i0 + i) * nb; }
+                dot_q4_1_q16_group(row, g, qs, ds, ss, nb, out);
+                for (int i = 0; i < g; i++) y[(i0 + i) * ldy + r] = out[i];
+            }
+            continue;
+        }
         for (int64_t i = 0; i < n; i++) {
             const int16_t *q = xq + i * cols;
             const float *d = xd + i * nb, *s = xsum + i * nb;

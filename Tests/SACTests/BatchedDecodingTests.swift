@@ -9,7 +9,10 @@ final class BatchedDecodingTests: XCTestCase {
     func testABatchedStepGivesEachSessionTheLogitsItsOwnStepGives() throws {
         let model = try DefaultModel.load()
         let prompts: [[Int32]] = [model.tokenizer.encode("The Danube rises in the Black Forest"),
-                                  model.tokenizer.encode("Bees"), model.tokenizer.encode("John Smeaton built the third lighthouse on the rocks in")]
+                                  model.tokenizer.encode("Bees"), model.tokenizer.encode("John Smeaton built the third lighthouse on the rocks in"),
+                                  model.tokenizer.encode("Gutenberg's press"), model.tokenizer.encode("One"),
+                                  model.tokenizer.encode("Karl von Frisch decoded the waggle dance, which tells other bees")]
+        // Six: one group of four rows and a group of two in the kernels.
         func sessions() throws -> [InferenceSession] {
             try prompts.map { p in
                 let s = model.makeSession(capacity: 128)
@@ -18,7 +21,7 @@ final class BatchedDecodingTests: XCTestCase {
             }
         }
         let alone = try sessions(), together = try sessions()
-        let next: [Int32] = [11, 2_000, 907]
+        let next: [Int32] = [11, 2_000, 907, 3, 40_000, 12_345]
         let expected = try zip(alone, next).map { try $0.0.forward([$0.1]).logits }
         let got = try InferenceSession.step(together, tokens: next)
         for i in 0..<prompts.count {
