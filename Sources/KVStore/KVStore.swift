@@ -736,8 +736,11 @@ public final class KVStore: Sendable {
     }
 
     /// Tensor records per [window][layer] in the store's dtype and compression, and their total bytes.
+    /// One record as this store keeps it (its dtype, this process's compression policy).
+    public func encode(_ record: TensorRecord) -> [UInt8] { TensorCodec.encode(record, dtype: dtype, compression: compression) }
+
     private func encode(_ kv: [[TensorRecord]]) -> (records: [[[UInt8]]], bytes: Int) {
-        let records = kv.map { $0.map { TensorCodec.encode($0, dtype: dtype, compression: compression) } }
+        let records = kv.map { $0.map { encode($0) } }
         return (records, records.joined().reduce(0) { $0 + $1.count })
     }
 

@@ -139,7 +139,7 @@ public final class KnowledgeBase: Sendable {
         guard tokens.count <= limits.maxDocumentTokens else {
             throw StoreError.invalidInput("document '\(doc.id)' has \(tokens.count) tokens, more than ingest.max_document_tokens (\(limits.maxDocumentTokens)) in config/anchorkv.json allows; split it into smaller documents or raise the setting. Nothing of it was stored")
         }
-        let ctx: CompressedContext
+        var ctx: CompressedContext!
         do {
             let deadline = ContinuousClock.now + .milliseconds(Int64((limits.maxDocumentSeconds * 1000).rounded()))
             ctx = try encoder.withLock { try $0.compress(tokens: tokens, deadline: deadline) }
@@ -153,12 +153,19 @@ public final class KnowledgeBase: Sendable {
             let text = model.tokenizer.decode(Array(tokens[(range.lowerBound + textStart)..<range.upperBound]), skipSpecial: true)
             windowRecords.append(WindowRecord(tokens: Array(tokens[range]), text: text, start: range.lowerBound, terms: LexicalAnalyzer.terms(text)))
         }
-        let kv = Self.windowRecords(of: ctx)
         let record = DocumentRecord(id: doc.id, title: doc.title, source: doc.origin, contentHash: hash, ratio: ratio,
                                     adapter: adapter?.fingerprint, windows: windows.count, tokens: tokens.count,
                                     anchors: ctx.anchorCount, ingestedAt: KVStore.timestamp())
-        let stored = try store.put(DocumentWrite(record: record, windows: windowRecords, kv: kv),
-                                   adapters: [String(ratio): adapter?.fingerprint ?? "none"])
+        // Each record is encoded as soon as it is cut out, so the fp32 copy of the document's KV
+        // exists once (in ctx), not twice; ctx goes as soon as the bytes are made.
+        var encoded: [[[UInt8]]] = []
+        Self.forEachWindowRecord(of: ctx) { w, record in
+            if w == encoded.count { encoded.append([]) }
+            encoded[w].append(store.encode(record))
+        }
+        ctx = nil
+        let stored = try store.putEncoded([EncodedDocument(record: record, windows: windowRecords, kv: encoded)],
+                                          adapters: [String(ratio): adapter?.fingerprint ?? "none"])[0]
         return IngestOutcome(id: doc.id, status: damage != nil ? .repaired : old == nil ? .added : .replaced, record: stored,
                              seconds: Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9, damage: damage)
     }
@@ -166,16 +173,24 @@ public final class KnowledgeBase: Sendable {
     /// The context's anchors cut back into per-window, per-layer store records.
     static func windowRecords(of ctx: CompressedContext) -> [[TensorRecord]] {
         var kv: [[TensorRecord]] = []
-        var anchorStart = 0
-        for n in ctx.windowAnchorCounts {
-            let d = ctx.kvDim, rows = (anchorStart * d)..<((anchorStart + n) * d)
-            kv.append((0..<ctx.layerCount).map { l in
-                TensorRecord(positions: Array(ctx.positions[anchorStart..<(anchorStart + n)]), keys: Array(ctx.keys[l][rows]),
-                             values: Array(ctx.values[l][rows]), cols: d)
-            })
-            anchorStart += n
+        forEachWindowRecord(of: ctx) { w, record in
+            if w == kv.count { kv.append([]) }
+            kv[w].append(record)
         }
         return kv
+    }
+
+    /// Each window's per-layer store record in order (window-major), one at a time.
+    static func forEachWindowRecord(of ctx: CompressedContext, _ body: (Int, TensorRecord) -> Void) {
+        var anchorStart = 0
+        for (w, n) in ctx.windowAnchorCounts.enumerated() {
+            let d = ctx.kvDim, rows = (anchorStart * d)..<((anchorStart + n) * d)
+            for l in 0..<ctx.layerCount {
+                body(w, TensorRecord(positions: Array(ctx.positions[anchorStart..<(anchorStart + n)]), keys: Array(ctx.keys[l][rows]),
+                                     values: Array(ctx.values[l][rows]), cols: d))
+            }
+            anchorStart += n
+        }
     }
 
     // MARK: query

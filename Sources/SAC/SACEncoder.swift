@@ -72,6 +72,10 @@ public final class SACEncoder {
         var keys = [[Float]](repeating: [], count: c.layerCount), values = keys
         switch mode {
         case .adapter(let adapter):
+            // Exactly the anchors' size: appending window by window would otherwise let each
+            // array grow to up to twice that (a long document's peak memory).
+            let total = anchorsPerWindow.reduce(0) { $0 + $1.count } * c.kvDim
+            for l in 0..<c.layerCount { keys[l].reserveCapacity(total); values[l].reserveCapacity(total) }
             for (w, range) in windows.enumerated() {
                 try checkDeadline(w, of: windows.count)
                 let anchors = anchorsPerWindow[w].map { $0 - range.lowerBound }

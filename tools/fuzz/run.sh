@@ -23,13 +23,15 @@ done
 rt=$(dirname "$(dirname "$(readlink -f "$(command -v swiftc)")")")/lib
 fuzzer_lib=$(find "$rt" -name 'libclang_rt.fuzzer_no_main-x86_64.a' | head -1)
 [ -n "$fuzzer_lib" ] || { echo "libFuzzer (libclang_rt.fuzzer_no_main) not found under $rt: this Swift toolchain cannot build the fuzzers" >&2; exit 69; }
+mkdir -p .build
 echo "[fuzz] building anchorkv-fuzz (libFuzzer + AddressSanitizer, .build/fuzz)" >&2
 swift build -c release --product anchorkv-fuzz --build-path .build/fuzz \
     -Xswiftc -sanitize=address -Xswiftc -sanitize-coverage=edge,inline-8bit-counters,pc-table,trace-cmp \
     -Xswiftc -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION \
-    -Xlinker -u -Xlinker LLVMFuzzerRunDriver -Xlinker "$fuzzer_lib" -Xlinker -lstdc++ 2>&1 | grep -E "error|Compiling FuzzTargets|Build" >&2 || true
+    -Xlinker -u -Xlinker LLVMFuzzerRunDriver -Xlinker "$fuzzer_lib" -Xlinker -lstdc++ > .build/fuzz-build.log 2>&1 \
+    || { grep -E "error" .build/fuzz-build.log | head -20 >&2; echo "[fuzz] the build failed (log: .build/fuzz-build.log)" >&2; exit 1; }
+grep -E "^Build" .build/fuzz-build.log >&2 || true
 bin=.build/fuzz/release/anchorkv-fuzz
-[ -x "$bin" ] || { echo "[fuzz] the build failed" >&2; exit 1; }
 [ ${#targets[@]} -gt 0 ] || mapfile -t targets < <("$bin" list | cut -f1)
 
 # The Swift backtracer would run inside ASan's report; LeakSanitizer flags the runtime's caches.
