@@ -61,4 +61,5 @@ for t in "${targets[@]}"; do
     fi
     printf '%-15s %10s execs %6s s  cov %6s  crashes %d\n' "$t" "$execs" "$secs" "$cov" "$crashes"
 done
+rm -f /dev/shm/anchorkv-fuzz-* 2>/dev/null || true  # the targets' scratch files
 exit $status
