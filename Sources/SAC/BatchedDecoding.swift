@@ -48,13 +48,7 @@ public final class DecodeSequence {
 extension SACDecoder {
     /// Loads the context and runs the first block: a sequence ready to be advanced with others.
     public func start(_ context: CompressedContext, question: String, maxTokens: Int, sampling: SamplingParameters = .greedy) throws -> DecodeSequence {
-        guard maxTokens > 0 else { throw SACError.invalidInput("max tokens must be positive") }
-        let block = firstBlock(question: question, contextLength: context.contextLength)
-        let lastPosition = Int(block.positions.last!) + maxTokens
-        if lastPosition >= model.config.contextLength {
-            throw SACError.invalidInput("the answer would reach position \(lastPosition), past the model's context of \(model.config.contextLength) tokens; use a shorter context or fewer max tokens")
-        }
-        let session = try load(context, extraCapacity: block.tokens.count + maxTokens)
+        let (block, session) = try prepare(context, question: question, maxTokens: maxTokens)
         let logits = try session.forward(block.tokens, options: block.options).logits
         return DecodeSequence(session: session, logits: logits, maxTokens: maxTokens, stopTokens: stopTokens, sampling: sampling,
                               questionTokens: block.tokens.count)

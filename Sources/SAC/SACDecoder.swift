@@ -107,33 +107,35 @@ public final class SACDecoder: Sendable {
     }
 
     /// The answer (greedy unless `sampling` says otherwise); onToken gets each token as it is
-    /// produced and may return false to stop.
+    /// produced and may return false to stop. The same sequence `start` makes, stepped alone.
     public func answer(_ context: CompressedContext, question: String, maxTokens: Int, sampling: SamplingParameters = .greedy,
                        onToken: (Int32) -> Bool = { _ in true }) throws -> SACAnswer {
-        guard maxTokens > 0 else { throw SACError.invalidInput("max tokens must be positive") }
         let t0 = DispatchTime.now().uptimeNanoseconds
+        let (block, session) = try prepare(context, question: question, maxTokens: maxTokens)
+        let t1 = DispatchTime.now().uptimeNanoseconds
+        let seq = DecodeSequence(session: session, logits: try session.forward(block.tokens, options: block.options).logits,
+                                 maxTokens: maxTokens, stopTokens: stopTokens, sampling: sampling, questionTokens: block.tokens.count)
+        let t2 = DispatchTime.now().uptimeNanoseconds
+        while let next = seq.sampleNext() {
+            if !onToken(next) || seq.isFinished { break }
+            seq.logits = try session.forward([next]).logits
+        }
+        let t3 = DispatchTime.now().uptimeNanoseconds
+        return SACAnswer(tokens: seq.tokens, text: model.tokenizer.decode(seq.tokens, skipSpecial: true),
+                         loadSeconds: Double(t1 - t0) / 1e9, prefillSeconds: Double(t2 - t1) / 1e9,
+                         decodeSeconds: Double(t3 - t2) / 1e9, stoppedByToken: seq.stoppedByToken, questionTokens: block.tokens.count)
+    }
+
+    /// The first block of an answer and a session holding the context, sized for it; refused when
+    /// the answer would run past the model's context.
+    func prepare(_ context: CompressedContext, question: String, maxTokens: Int) throws
+        -> (block: (tokens: [Int32], positions: [Int32], options: ForwardOptions), session: InferenceSession) {
+        guard maxTokens > 0 else { throw SACError.invalidInput("max tokens must be positive") }
         let block = firstBlock(question: question, contextLength: context.contextLength)
         let lastPosition = Int(block.positions.last!) + maxTokens
         if lastPosition >= model.config.contextLength {
             throw SACError.invalidInput("the answer would reach position \(lastPosition), past the model's context of \(model.config.contextLength) tokens; use a shorter context or fewer max tokens")
         }
-        let session = try load(context, extraCapacity: block.tokens.count + maxTokens)
-        let t1 = DispatchTime.now().uptimeNanoseconds
-        var logits = try session.forward(block.tokens, options: block.options).logits
-        let t2 = DispatchTime.now().uptimeNanoseconds
-        var out: [Int32] = []
-        var stopped = false
-        var sampler = Sampler(sampling)
-        while out.count < maxTokens {
-            let next = logits.withUnsafeBufferPointer { sampler.sample($0) }
-            if stopTokens.contains(next) { stopped = true; break }
-            out.append(next)
-            if !onToken(next) || out.count == maxTokens { break }
-            logits = try session.forward([next]).logits
-        }
-        let t3 = DispatchTime.now().uptimeNanoseconds
-        return SACAnswer(tokens: out, text: model.tokenizer.decode(out, skipSpecial: true),
-                         loadSeconds: Double(t1 - t0) / 1e9, prefillSeconds: Double(t2 - t1) / 1e9,
-                         decodeSeconds: Double(t3 - t2) / 1e9, stoppedByToken: stopped, questionTokens: block.tokens.count)
+        return (block, try load(context, extraCapacity: block.tokens.count + maxTokens))
     }
 }
