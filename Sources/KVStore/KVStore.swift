@@ -689,13 +689,7 @@ public final class KVStore: Sendable {
     /// the store (at open: what a crash in the middle of an import left).
     fileprivate func discardStaged(_ numbers: [UInt64]?) throws {
         writeLock.lock(); defer { writeLock.unlock() }
-        var list = numbers ?? []
-        if numbers == nil {
-            try db.scan("meta", prefix: Self.stagingPrefix) { k, _ in
-                if k.count == Self.stagingPrefix.count + 8 { list.append(Self.readBE(k, Self.stagingPrefix.count, 8)) }
-                return true
-            }
-        }
+        let list = try numbers ?? Array(stagedNumbers())
         guard !list.isEmpty else { return }
         let b = db.makeBatch()
         for n in list {
@@ -735,10 +729,10 @@ public final class KVStore: Sendable {
         return true
     }
 
-    /// Tensor records per [window][layer] in the store's dtype and compression, and their total bytes.
     /// One record as this store keeps it (its dtype, this process's compression policy).
     public func encode(_ record: TensorRecord) -> [UInt8] { TensorCodec.encode(record, dtype: dtype, compression: compression) }
 
+    /// Tensor records per [window][layer] in the store's dtype and compression, and their total bytes.
     private func encode(_ kv: [[TensorRecord]]) -> (records: [[[UInt8]]], bytes: Int) {
         let records = kv.map { $0.map { encode($0) } }
         return (records, records.joined().reduce(0) { $0 + $1.count })

@@ -52,28 +52,27 @@ public final class Linear: Sendable {
                         beta: accumulate ? 1 : 0, c: out, ldc: outFeatures)
     }
 
-    /// Fallback for quantized types without a decode kernel: dequantize row by row.
     /// `rows` independent single-token steps (batched decode of different sequences): row i of
     /// `out` is bitwise what `apply(x + i * in, rows: 1, ...)` gives, with each quantized weight row
     /// read once for all of them.
     public func applyIndependentRows(_ x: UnsafePointer<Float>, rows: Int, out: UnsafeMutablePointer<Float>, accumulate: Bool = false,
                                      integerDot: Bool = Kernels.integerDecode) {
-        guard rows > 1, let q = quantized else {
-            for r in 0..<rows { apply(x + r * inFeatures, rows: 1, out: out + r * outFeatures, accumulate: accumulate, integerDot: integerDot) }
-            return
+        if rows > 1, let q = quantized {
+            let tmp = accumulate ? FloatBuffer(count: rows * outFeatures, zeroed: false) : nil
+            let done = withExtendedLifetime(tmp) {
+                let y = tmp?.pointer ?? out
+                guard Kernels.gemmQuantizedRows(type: q.type, weights: q.storage.pointer, rowBytes: q.rowBytes, rows: outFeatures,
+                                                cols: inFeatures, n: rows, x: x, y: y, integerDot: integerDot) else { return false }
+                // As the single-row path: the product first, then added to what `out` holds.
+                if accumulate { for i in 0..<(rows * outFeatures) { out[i] += y[i] } }
+                return true
+            }
+            if done { return }
         }
-        let tmp = FloatBuffer(count: rows * outFeatures, zeroed: false)
-        guard Kernels.gemmQuantizedRows(type: q.type, weights: q.storage.pointer, rowBytes: q.rowBytes, rows: outFeatures, cols: inFeatures,
-                                        n: rows, x: x, y: accumulate ? tmp.pointer : out, integerDot: integerDot) else {
-            for r in 0..<rows { apply(x + r * inFeatures, rows: 1, out: out + r * outFeatures, accumulate: accumulate, integerDot: integerDot) }
-            return
-        }
-        if accumulate {
-            // As the single-row path: the product first, then added to what `out` holds.
-            for i in 0..<(rows * outFeatures) { out[i] += tmp.pointer[i] }
-        }
+        for r in 0..<rows { apply(x + r * inFeatures, rows: 1, out: out + r * outFeatures, accumulate: accumulate, integerDot: integerDot) }
     }
 
+    /// Fallback for quantized types without a decode kernel: dequantize row by row.
     private func dequantizedRowsGemv(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
         guard let q = quantized else { return }
         let cols = inFeatures
