@@ -30,18 +30,22 @@ struct BenchCommand: ParsableCommand {
         func randomTokens(_ n: Int) -> [Int32] { (0..<n).map { _ in Int32(rng.next() % UInt64(vocab)) } }
         var results: [[String: Any]] = []
 
-        func measure(_ name: String, tokens: Int, _ body: () throws -> Void) rethrows {
+        /// One warm-up, then `repeats` timed runs of `body`; `setup` runs untimed before each.
+        func measure(_ name: String, tokens: Int, extra: [String: Any] = [:], setup: () throws -> Void = {}, _ body: () throws -> Void) throws {
+            try setup()
             try body() // warm-up
             var rates: [Double] = []
             for _ in 0..<repeats {
+                try setup()
                 let t0 = Clock.now()
                 try body()
                 rates.append(Double(tokens) / (Clock.now() - t0))
             }
             rates.sort()
             let median = rates.count % 2 == 1 ? rates[rates.count / 2] : (rates[rates.count / 2 - 1] + rates[rates.count / 2]) / 2
-            results.append(["test": name, "tokens": tokens, "min": rates.first!, "median": median, "max": rates.last!, "all": rates])
-            if !json { StandardError.write(String(format: "%-8@ min %8.1f  median %8.1f  max %8.1f tokens/s\n", name as NSString, rates.first!, median, rates.last!)) }
+            results.append(["test": name, "tokens": tokens, "min": rates.first!, "median": median, "max": rates.last!, "all": rates]
+                .merging(extra) { a, _ in a })
+            if !json { StandardError.write(String(format: "%-26@ min %8.1f  median %8.1f  max %8.1f tokens/s\n", name as NSString, rates.first!, median, rates.last!)) }
         }
 
         for n in promptTokens {
@@ -73,21 +77,10 @@ struct BenchCommand: ParsableCommand {
             }
             for batched in [true, false] where batched || b > 1 {
                 // The prefill is outside the timed part: reset, then time the decode steps only.
-                try reset()
-                _ = try runSteps(sessions, ids, batched: batched)
-                var rates: [Double] = []
-                for _ in 0..<repeats {
-                    try reset()
-                    let t0 = Clock.now()
+                try measure("tg\(genTokens) x\(b) \(batched ? "batched" : "one by one")", tokens: b * genTokens,
+                            extra: ["batch": b, "batched": batched, "context": context], setup: reset) {
                     try runSteps(sessions, ids, batched: batched)
-                    rates.append(Double(b * genTokens) / (Clock.now() - t0))
                 }
-                rates.sort()
-                let median = rates.count % 2 == 1 ? rates[rates.count / 2] : (rates[rates.count / 2 - 1] + rates[rates.count / 2]) / 2
-                let name = "tg\(genTokens) x\(b) \(batched ? "batched" : "one by one")"
-                results.append(["test": name, "batch": b, "batched": batched, "context": context, "tokens": b * genTokens,
-                                "min": rates.first!, "median": median, "max": rates.last!, "all": rates])
-                if !json { StandardError.write(String(format: "%-26@ min %8.1f  median %8.1f  max %8.1f tokens/s\n", name as NSString, rates.first!, median, rates.last!)) }
             }
         }
         let summary: [String: Any] = [
@@ -97,8 +90,7 @@ struct BenchCommand: ParsableCommand {
         if json { print(jsonString(summary)) }
     }
 
-    @discardableResult
-    func runSteps(_ sessions: [InferenceSession], _ ids: [[Int32]], batched: Bool) throws -> Int {
+    func runSteps(_ sessions: [InferenceSession], _ ids: [[Int32]], batched: Bool) throws {
         for t in 0..<ids[0].count {
             let tokens = ids.map { $0[t] }
             if batched {
@@ -107,6 +99,5 @@ struct BenchCommand: ParsableCommand {
                 for (s, id) in zip(sessions, tokens) { _ = try s.forward([id]) }
             }
         }
-        return ids[0].count
     }
 }
