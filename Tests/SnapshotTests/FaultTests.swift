@@ -9,17 +9,9 @@ import XCTest
 
 /// kill -9 of the real binary during import and during compaction, and queries running while a
 /// compaction swaps documents: each ends with a consistent store and nothing lost.
-final class FaultTests: XCTestCase {
+final class FaultTests: TemporaryFolderTestCase {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../..").standardized
     static let corpus = root.appendingPathComponent("tools/demo/corpus")
-
-    var dir: URL!
-    override func setUpWithError() throws {
-        dir = FileManager.default.temporaryDirectory.appendingPathComponent("akv-fault-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-    }
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
-    func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
 
     /// Missing or stale: a failure under tools/test.sh (ANCHORKV_REQUIRE_MODEL=1), else a skip with the reason.
     func binary() throws -> URL { try CLIBinary.url() }
@@ -188,6 +180,22 @@ final class FaultTests: XCTestCase {
         try assertConsistent(store, layers: model.config.layerCount)
         print("queries during compaction: \(queries), contexts seen at ratios \(ratiosSeen.sorted())")
     }
+}
+
+/// A test case with a fresh temporary folder per test (`dir`, files in it by `path(_:)`),
+/// removed afterwards; shared by the snapshot test classes.
+class TemporaryFolderTestCase: XCTestCase {
+    var dir: URL!
+    override func setUpWithError() throws {
+        try super.setUpWithError()
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("akv-\(Self.self)-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    }
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(at: dir)
+        try super.tearDownWithError()
+    }
+    func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
 }
 
 /// Synthetic stores shared by the snapshot test files.

@@ -96,16 +96,14 @@ enum SnapshotForge {
 /// Hostile but well-formed snapshots (every checksum right): each is refused with an error that
 /// names the problem, by `snapshot inspect --verify` (SnapshotReader.read) and by `import`, and
 /// the store is byte-for-byte unchanged afterwards.
-final class HostileSnapshotTests: XCTestCase {
+final class HostileSnapshotTests: TemporaryFolderTestCase {
     typealias Frame = SnapshotForge.Frame
-    var dir: URL!
     var source: String!
     var dst: KVStore!
     var before: String!
 
     override func setUpWithError() throws {
-        dir = FileManager.default.temporaryDirectory.appendingPathComponent("akv-hostile-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        try super.setUpWithError()
         // 2 documents x 2 windows (510 tokens, ratio 15: 34 anchors) x 4 layers of kv_dim 192.
         let src = try SnapshotTestsSupport.syntheticStore(path: path("src"), docs: 2, windows: 2, rows: 34, layers: 4)
         source = path("src.akvs")
@@ -113,8 +111,6 @@ final class HostileSnapshotTests: XCTestCase {
         dst = try SnapshotTestsSupport.syntheticStore(path: path("dst"), docs: 1, windows: 1, rows: 34, layers: 4, idPrefix: "other")
         before = try SnapshotTestsSupport.contentDigest(dst)
     }
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
-    func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
 
     /// Index of the KV frame of document `doc`, window `w`, layer `l` in the source's frames.
     func kvIndex(_ frames: [Frame], doc: Int, window w: Int, layer l: Int) -> Int {
@@ -354,15 +350,7 @@ final class HostileSnapshotTests: XCTestCase {
 }
 
 /// Export: repeated ids, and replacing an existing file.
-final class ExportFileTests: XCTestCase {
-    var dir: URL!
-    override func setUpWithError() throws {
-        dir = FileManager.default.temporaryDirectory.appendingPathComponent("akv-export-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-    }
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
-    func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
-
+final class ExportFileTests: TemporaryFolderTestCase {
     func testRepeatedIdsAreExportedOnceAndTheFileImports() throws {
         let src = try SnapshotTestsSupport.syntheticStore(path: path("src"), docs: 3, windows: 1, rows: 34, layers: 2)
         let once = try SnapshotExporter.export(store: src, documents: ["doc-2", "doc-0"], to: path("once.akvs"))

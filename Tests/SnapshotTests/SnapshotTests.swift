@@ -10,16 +10,7 @@ import XCTest
 /// Snapshot files on real RocksDB stores: the round trip, and every way a file can be bad.
 /// Most cases use synthetic stores (seeded random KV written through KVStore.put): what a
 /// snapshot moves is bytes, so no model run is needed to test it.
-final class SnapshotTests: XCTestCase {
-    var dir: URL!
-    override func setUpWithError() throws {
-        dir = FileManager.default.temporaryDirectory.appendingPathComponent("akv-snap-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-    }
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
-
-    func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
-
+final class SnapshotTests: TemporaryFolderTestCase {
     /// A store of `docs` documents with seeded random KV: `windows` windows of `rows` anchors,
     /// `layers` layers of 192 columns.
     func syntheticStore(_ name: String, fingerprint: String = "synthetic-model", docs: Int, windows: Int = 2, rows: Int = 34,

@@ -7,15 +7,7 @@ import XCTest
 /// Imports in bounded memory (StagedWrite): each document goes to disk when it is verified,
 /// where no reader reaches it; one final batch makes them all visible, and anything that stops
 /// the import before that batch leaves the store byte for byte as it was.
-final class StagedImportTests: XCTestCase {
-    var dir: URL!
-    override func setUpWithError() throws {
-        dir = FileManager.default.temporaryDirectory.appendingPathComponent("akv-staged-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-    }
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
-    func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
-
+final class StagedImportTests: TemporaryFolderTestCase {
     /// A snapshot of 3 synthetic documents, read back as the importer sees them, and a store holding one other.
     func fixture() throws -> (docs: [EncodedDocument], snapshot: String, store: KVStore) {
         let snapshot = path("three.akvs")
