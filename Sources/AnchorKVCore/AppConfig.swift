@@ -227,6 +227,12 @@ struct ConfigSection {
         return i
     }
 
+    mutating func bool(_ key: String) throws -> Bool? {
+        guard let v = value(key) else { return nil }
+        guard Self.isBool(v), let b = v as? Bool else { throw ConfigError(message: "\(name(key)) must be true or false") }
+        return b
+    }
+
     mutating func double(_ key: String, min: Double) throws -> Double? {
         guard let v = value(key) else { return nil }
         guard !Self.isBool(v), let n = (v as? NSNumber)?.doubleValue, n.isFinite else { throw ConfigError(message: "\(name(key)) must be a number") }

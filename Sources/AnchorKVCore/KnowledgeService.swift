@@ -179,11 +179,30 @@ public final class KnowledgeService: Sendable {
         }
     }
 
-    /// Answers a question from the stored KV (BM25 windows, or the named documents' windows).
-    /// `onToken` gets each answer token as it is made and returns false to stop.
-    /// Reads that meet a document being replaced or deleted are retried (each writer's batch is
-    /// atomic, so the retry sees one version whole) unless tokens already went out.
+    /// Answers a question from the stored KV (BM25 windows, or the named documents' windows),
+    /// decoding it alone. `onToken` gets each answer token as it is made and returns false to stop.
     public func query(_ q: Question, onToken: (Int32) -> Bool = { _ in true }) throws(CoreError) -> Answer {
+        let p = try prepare(q)
+        try CoreError.mapping {
+            try p.sequence.decodeAlone { t in
+                p.noteToken()
+                return onToken(t)
+            }
+        }
+        return try finish(p)
+    }
+
+    /// A question checked, its KV loaded and its first block run: ready to decode alone or in a
+    /// batch (`QueryBatcher`), then to `finish`.
+    public struct PreparedQuestion: @unchecked Sendable {
+        let prepared: KnowledgeBase.PreparedQuery
+        var sequence: DecodeSequence { prepared.sequence }
+        func noteToken() { prepared.noteToken() }
+    }
+
+    /// Checks a question and makes it ready to decode. Reads that meet a document being replaced
+    /// or deleted are retried (each writer's batch is atomic, so the retry sees one version whole).
+    public func prepare(_ q: Question) throws(CoreError) -> PreparedQuestion {
         guard !q.text.allSatisfy(\.isWhitespace) else { throw .invalidInput("the question is empty") }
         if let k = q.k, k <= 0 { throw .invalidInput("k must be positive") }
         if let ids = q.documents {
@@ -197,13 +216,14 @@ public final class KnowledgeService: Sendable {
         guard q.temperature >= 0, q.temperature.isFinite else { throw .invalidInput("the temperature must be >= 0") }
         guard q.topP > 0, q.topP <= 1 else { throw .invalidInput("top_p must be in (0, 1]") }
         let sampling = SamplingParameters(temperature: q.temperature, topP: q.topP, seed: q.seed)
-        var emitted = 0
-        let r = try retryingConcurrentChange(canRetry: { emitted == 0 }) {
-            try kb.query(q.text, k: k, documents: q.documents, maxTokens: maxTokens, sampling: sampling) { tok in
-                emitted += 1
-                return onToken(tok)
-            }
-        }
+        return PreparedQuestion(prepared: try retryingConcurrentChange {
+            try kb.prepareQuery(q.text, k: k, documents: q.documents, maxTokens: maxTokens, sampling: sampling)
+        })
+    }
+
+    /// The answer of a decoded question, with its citations and timings.
+    public func finish(_ p: PreparedQuestion) throws(CoreError) -> Answer {
+        let r = try CoreError.mapping { try kb.finish(p.prepared) }
         return Answer(answer: r.answer, answerTokens: r.answerTokens.count,
                       citations: r.citations.map { Citation(document: $0.document, title: $0.title, window: $0.window, score: $0.score, snippet: $0.snippet) },
                       timings: QueryTimings(retrieveS: r.retrieveSeconds, loadS: r.loadSeconds, firstTokenS: r.firstTokenSeconds,

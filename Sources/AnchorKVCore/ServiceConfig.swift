@@ -22,8 +22,12 @@ public struct ServiceConfig: Sendable, Equatable {
     public var requestTimeout: Double = 120
     /// Ingest requests: documents not started before this are reported as not attempted.
     public var ingestTimeout: Double = 900
-    /// Queries decoding at once; more wait in the queue (the machine has few cores).
-    public var maxConcurrentQueries = 4
+    /// Queries decoding at once; more wait in the queue. With batching they share each decode
+    /// step, so this is the batch size (measured best at 8 on 2 cores: docs/benchmarks.md).
+    public var maxConcurrentQueries = 8
+    /// Continuous batching: the queries in flight share each decode step (one pass over the
+    /// weights for all of them). Off: each query decodes alone on its own thread.
+    public var batching = true
     /// Requests waiting for a query slot or the ingest lane before 503s are returned.
     public var maxQueuedRequests = 64
     public var maxDocumentsPerRequest = 256
@@ -102,6 +106,7 @@ public struct ServiceConfig: Sendable, Equatable {
         if let v = try double("ingest_timeout_s") { ingestTimeout = v }
         if let v = try int("max_concurrent_queries") { maxConcurrentQueries = v }
         if let v = try int("max_queued_requests") { maxQueuedRequests = v }
+        if let v = try s.bool("batching") { batching = v }
         if let v = try int("max_documents_per_request") { maxDocumentsPerRequest = v }
         if let v = try int("default_k") { defaultK = v }
         if let v = try int("max_k") { maxK = v }

@@ -7,8 +7,8 @@ import Synchronization
 /// The knowledge base behind the HTTP routes (the application core, shared by every request),
 /// with what serving adds: lanes and queues, deadlines, jobs, metrics, shutdown.
 ///
-/// Queries run in parallel (each decodes with its own session), up to `maxConcurrentQueries`
-/// at once; ingests and imports go through one lane, one document at a time, beside them (the
+/// Up to `maxConcurrentQueries` queries are answered at once, sharing each decode step through
+/// one `QueryBatcher` (or, with batching off, each decoding alone on its own thread); ingests and imports go through one lane, one document at a time, beside them (the
 /// core's encoder reuses one session). Model work runs on threads of its own (`runBlocking`),
 /// never on the pool that serves HTTP.
 public final class AnchorService: Sendable {
@@ -17,6 +17,8 @@ public final class AnchorService: Sendable {
     public let metrics: ServiceMetrics
     public let jobs: JobRegistry
     let querySlots: AsyncSemaphore
+    /// Continuous batching of the queries holding a slot (nil: batching is off).
+    let batcher: QueryBatcher?
     let ingestLane: AsyncSemaphore
     /// One snapshot export or import at a time (each can hold a copy of the store on disk).
     let snapshotLane: AsyncSemaphore
@@ -36,6 +38,7 @@ public final class AnchorService: Sendable {
         self.logger = logger ?? Logger(label: "anchorkv")
         jobs = JobRegistry(keep: config.keptJobs)
         querySlots = AsyncSemaphore(permits: config.maxConcurrentQueries, maxWaiters: config.maxQueuedRequests)
+        batcher = config.batching ? QueryBatcher(service: core) { [metrics] n in metrics.decodeBatch.record(Double(n)) } : nil
         ingestLane = AsyncSemaphore(permits: 1, maxWaiters: config.maxQueuedRequests)
         snapshotLane = AsyncSemaphore(permits: 1, maxWaiters: 4)
         uploadSlots = AsyncSemaphore(permits: config.maxConcurrentUploads, maxWaiters: 0)
@@ -113,11 +116,13 @@ public final class AnchorService: Sendable {
         let queueSeconds = (ContinuousClock.now - queued).seconds
         metrics.queryQueue.record(ContinuousClock.now - queued)
         do {
-            let answer = try await runBlocking(name: "anchorkv-query", flag: flag) { [core] in
-                try core.query(q) { tok in
+            let answer = try await runBlocking(name: "anchorkv-query", flag: flag) { [core, batcher] in
+                let keepGoing: @Sendable (Int32) -> Bool = { tok in
                     onToken(tok)
                     return !flag.shouldStop
                 }
+                if let batcher { return try batcher.query(q, onToken: keepGoing) }
+                return try core.query(q, onToken: keepGoing)
             }
             if flag.why == "timeout" {
                 metrics.queried(outcome: "timeout")

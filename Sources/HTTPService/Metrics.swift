@@ -18,6 +18,7 @@ public final class ServiceMetrics: Sendable {
     let queryFirstToken: DurationHistogram
     let queryQueue: DurationHistogram
     let answerTokens: Counter
+    let decodeBatch: ValueHistogram
     let storeDocuments: Gauge
     let storeTokens: Gauge
     let storeKVBytes: Gauge
@@ -36,6 +37,8 @@ public final class ServiceMetrics: Sendable {
         querySeconds = registry.makeDurationHistogram(descriptor: Self.name("anchorkv_query_seconds", "Query time from slot to last answer token (retrieve, load, decode)"), buckets: Self.latencyBuckets)
         queryFirstToken = registry.makeDurationHistogram(descriptor: Self.name("anchorkv_query_first_token_seconds", "Query time from slot to the first answer token"), buckets: Self.latencyBuckets)
         queryQueue = registry.makeDurationHistogram(descriptor: Self.name("anchorkv_query_queue_seconds", "Time a query waited for a decode slot"), buckets: Self.latencyBuckets)
+        decodeBatch = registry.makeValueHistogram(descriptor: Self.name("anchorkv_decode_batch_size", "Sequences advanced together per decode step (continuous batching)"),
+                                                  buckets: [1, 2, 4, 8, 16, 32, 64])
         answerTokens = registry.makeCounter(descriptor: Self.name("anchorkv_answer_tokens_total", "Answer tokens generated"))
         storeDocuments = registry.makeGauge(descriptor: Self.name("anchorkv_store_documents", "Documents in the store"))
         storeTokens = registry.makeGauge(descriptor: Self.name("anchorkv_store_tokens", "Encoder tokens of the stored documents"))

@@ -102,7 +102,9 @@ struct Handlers: Sendable {
             "model": ["name": .string(st.model), "fingerprint": .string(st.modelFingerprint)],
             "ingest": ["ratio": .int(core.ratio), "adapter": .string(core.adapterFingerprint), "window": .int(core.window),
                        "busy": .int(i.busy), "queued": .int(i.queued)],
-            "queries": ["capacity": .int(service.querySlots.capacity), "busy": .int(q.busy), "queued": .int(q.queued)],
+            "queries": ["capacity": .int(service.querySlots.capacity), "busy": .int(q.busy), "queued": .int(q.queued),
+                        "batching": .bool(service.batcher != nil), "decode_steps": .int(service.batcher?.stepStats.steps ?? 0),
+                        "mean_batch": .double(service.batcher?.stepStats.meanBatch ?? 0)],
             "jobs": ["active": .int(service.jobs.active)],
             "uptime_s": .double(service.uptimeSeconds),
         ])

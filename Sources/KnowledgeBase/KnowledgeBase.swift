@@ -313,6 +313,53 @@ public final class KnowledgeBase: Sendable {
 
     public func query(_ question: String, k: Int? = 4, documents: [String]? = nil, maxTokens: Int = 64,
                       sampling: SamplingParameters = .greedy, onToken: (Int32) -> Bool = { _ in true }) throws -> QueryResult {
+        let q = try prepareQuery(question, k: k, documents: documents, maxTokens: maxTokens, sampling: sampling)
+        try q.sequence.decodeAlone { t in
+            q.noteToken()
+            return onToken(t)
+        }
+        return try finish(q)
+    }
+
+    /// A query made ready to decode: its windows retrieved, their KV loaded and the first block
+    /// run (`sequence` holds the logits of the first answer token). Decode it alone
+    /// (`DecodeSequence.decodeAlone`) or with others (`SACDecoder.advance`), then `finish` it.
+    /// Used by one thread at a time.
+    public final class PreparedQuery: @unchecked Sendable {
+        public let sequence: DecodeSequence
+        let picked: [(DocumentRecord, Int, Double?)]
+        let snapshot: RocksDB.Snapshot
+        let model: LlamaModel
+        let contextTokens: Int, anchors: Int, ratio: Int
+        let started: UInt64, retrieveSeconds: Double, loadSeconds: Double, prefillSeconds: Double
+        let decodeFrom: UInt64
+        private(set) var firstTokenAt: UInt64?
+
+        init(sequence: DecodeSequence, picked: [(DocumentRecord, Int, Double?)], snapshot: RocksDB.Snapshot, model: LlamaModel,
+             context: CompressedContext, started: UInt64, retrieveSeconds: Double, loadSeconds: Double, prefillSeconds: Double) {
+            self.sequence = sequence
+            self.picked = picked
+            self.snapshot = snapshot
+            self.model = model
+            contextTokens = context.contextLength
+            anchors = context.anchorCount
+            ratio = context.ratio
+            self.started = started
+            self.retrieveSeconds = retrieveSeconds
+            self.loadSeconds = loadSeconds
+            self.prefillSeconds = prefillSeconds
+            decodeFrom = DispatchTime.now().uptimeNanoseconds
+        }
+
+        /// Marks an answer token as delivered (the first one sets the time to first token).
+        public func noteToken() {
+            if firstTokenAt == nil { firstTokenAt = DispatchTime.now().uptimeNanoseconds }
+        }
+    }
+
+    /// Retrieves, loads and prefills a query (see `PreparedQuery`).
+    public func prepareQuery(_ question: String, k: Int? = 4, documents: [String]? = nil, maxTokens: Int = 64,
+                             sampling: SamplingParameters = .greedy) throws -> PreparedQuery {
         let t0 = DispatchTime.now().uptimeNanoseconds
         func since(_ t: UInt64) -> Double { Double(DispatchTime.now().uptimeNanoseconds - t) / 1e9 }
         // One consistent view for everything the query reads (index totals, postings, document
@@ -335,19 +382,28 @@ public final class KnowledgeBase: Sendable {
         try checkSpan(picked.map { ($0.0, $0.1) }, maxTokens: maxTokens)
         let ctx = try context(of: picked.map { ($0.0, $0.1) }, snapshot: snap)
         let loadStore = since(t1)
-        let d = try decoderFor(ctx)
-        let answer = try d.answer(ctx, question: question, maxTokens: maxTokens, sampling: sampling, onToken: onToken)
+        let sequence = try decoderFor(ctx).start(ctx, question: question, maxTokens: maxTokens, sampling: sampling)
+        return PreparedQuery(sequence: sequence, picked: picked, snapshot: snap, model: model, context: ctx, started: t0,
+                             retrieveSeconds: retrieveSeconds, loadSeconds: loadStore + sequence.loadSeconds, prefillSeconds: sequence.prefillSeconds)
+    }
+
+    /// The answer of a decoded query, with its citations (read from the query's snapshot).
+    public func finish(_ q: PreparedQuery) throws -> QueryResult {
         var citations: [Citation] = []
-        for (doc, w, score) in picked {
-            let text = try store.window(doc, w, snapshot: snap).text
+        for (doc, w, score) in q.picked {
+            let text = try store.window(doc, w, snapshot: q.snapshot).text
             let snippet = text.count > 160 ? String(text.prefix(157)) + "..." : text
             citations.append(Citation(document: doc.id, title: doc.title, window: w, score: score, snippet: snippet))
         }
-        return QueryResult(answer: answer.text, answerTokens: answer.tokens, citations: citations, retrieveSeconds: retrieveSeconds,
-                           loadSeconds: loadStore + answer.loadSeconds, firstTokenSeconds: since(t0) - answer.decodeSeconds,
-                           decodeSeconds: answer.prefillSeconds + answer.decodeSeconds, totalSeconds: since(t0),
-                           contextTokens: ctx.contextLength, anchors: ctx.anchorCount, ratio: ctx.ratio,
-                           stoppedByToken: answer.stoppedByToken, questionTokens: answer.questionTokens)
+        let now = DispatchTime.now().uptimeNanoseconds
+        let total = Double(now - q.started) / 1e9
+        let firstToken = Double((q.firstTokenAt ?? now) - q.started) / 1e9
+        let seq = q.sequence
+        return QueryResult(answer: q.model.tokenizer.decode(seq.tokens, skipSpecial: true), answerTokens: seq.tokens, citations: citations,
+                           retrieveSeconds: q.retrieveSeconds, loadSeconds: q.loadSeconds, firstTokenSeconds: firstToken,
+                           decodeSeconds: q.prefillSeconds + Double(now - q.decodeFrom) / 1e9, totalSeconds: total,
+                           contextTokens: q.contextTokens, anchors: q.anchors, ratio: q.ratio,
+                           stoppedByToken: seq.stoppedByToken, questionTokens: seq.questionTokens)
     }
 
     private func decoderFor(_ ctx: CompressedContext) throws -> SACDecoder {

@@ -12,6 +12,8 @@ public final class DecodeSequence {
     public private(set) var stoppedByToken = false
     /// Tokens of the first block ([LM] and the question segment).
     public let questionTokens: Int
+    /// Seconds `start` took to load the context into the cache, and to run the first block.
+    public internal(set) var loadSeconds = 0.0, prefillSeconds = 0.0
     let maxTokens: Int
     let stopTokens: Set<Int32>
     var sampler: Sampler
@@ -41,6 +43,15 @@ public final class DecodeSequence {
         return t
     }
 
+    /// Decodes this sequence by itself to its end: each token goes to `onToken`, which returns
+    /// false to stop (no forward pass is spent on a token nobody wants).
+    public func decodeAlone(onToken: (Int32) -> Bool) throws {
+        while let next = sampleNext() {
+            if !onToken(next) || isFinished { break }
+            logits = try session.forward([next]).logits
+        }
+    }
+
     /// Ends the sequence now (its client went away, its deadline passed); it frees its slot at the next step.
     public func finish() { isFinished = true }
 }
@@ -48,10 +59,15 @@ public final class DecodeSequence {
 extension SACDecoder {
     /// Loads the context and runs the first block: a sequence ready to be advanced with others.
     public func start(_ context: CompressedContext, question: String, maxTokens: Int, sampling: SamplingParameters = .greedy) throws -> DecodeSequence {
+        let t0 = DispatchTime.now().uptimeNanoseconds
         let (block, session) = try prepare(context, question: question, maxTokens: maxTokens)
+        let t1 = DispatchTime.now().uptimeNanoseconds
         let logits = try session.forward(block.tokens, options: block.options).logits
-        return DecodeSequence(session: session, logits: logits, maxTokens: maxTokens, stopTokens: stopTokens, sampling: sampling,
-                              questionTokens: block.tokens.count)
+        let s = DecodeSequence(session: session, logits: logits, maxTokens: maxTokens, stopTokens: stopTokens, sampling: sampling,
+                               questionTokens: block.tokens.count)
+        s.loadSeconds = Double(t1 - t0) / 1e9
+        s.prefillSeconds = Double(DispatchTime.now().uptimeNanoseconds - t1) / 1e9
+        return s
     }
 
     /// One step of continuous batching: each unfinished sequence samples its next token, then the

@@ -111,19 +111,12 @@ public final class SACDecoder: Sendable {
     public func answer(_ context: CompressedContext, question: String, maxTokens: Int, sampling: SamplingParameters = .greedy,
                        onToken: (Int32) -> Bool = { _ in true }) throws -> SACAnswer {
         let t0 = DispatchTime.now().uptimeNanoseconds
-        let (block, session) = try prepare(context, question: question, maxTokens: maxTokens)
-        let t1 = DispatchTime.now().uptimeNanoseconds
-        let seq = DecodeSequence(session: session, logits: try session.forward(block.tokens, options: block.options).logits,
-                                 maxTokens: maxTokens, stopTokens: stopTokens, sampling: sampling, questionTokens: block.tokens.count)
-        let t2 = DispatchTime.now().uptimeNanoseconds
-        while let next = seq.sampleNext() {
-            if !onToken(next) || seq.isFinished { break }
-            seq.logits = try session.forward([next]).logits
-        }
-        let t3 = DispatchTime.now().uptimeNanoseconds
+        let seq = try start(context, question: question, maxTokens: maxTokens, sampling: sampling)
+        try seq.decodeAlone(onToken: onToken)
         return SACAnswer(tokens: seq.tokens, text: model.tokenizer.decode(seq.tokens, skipSpecial: true),
-                         loadSeconds: Double(t1 - t0) / 1e9, prefillSeconds: Double(t2 - t1) / 1e9,
-                         decodeSeconds: Double(t3 - t2) / 1e9, stoppedByToken: seq.stoppedByToken, questionTokens: block.tokens.count)
+                         loadSeconds: seq.loadSeconds, prefillSeconds: seq.prefillSeconds,
+                         decodeSeconds: Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 - seq.loadSeconds - seq.prefillSeconds,
+                         stoppedByToken: seq.stoppedByToken, questionTokens: seq.questionTokens)
     }
 
     /// The first block of an answer and a session holding the context, sized for it; refused when

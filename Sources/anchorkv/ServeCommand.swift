@@ -28,7 +28,8 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .long, help: "File whose first line is the API token (keeps it out of the process list).") var apiTokenFile: String?
     @Option(name: .long, help: "Largest JSON body in bytes (default: serve.max_body_bytes).") var maxBodyBytes: Int?
     @Option(name: .long, help: "Request timeout in seconds for queries (default: serve.request_timeout_s).") var requestTimeout: Double?
-    @Option(name: .long, help: "Queries decoding at once (default: serve.max_concurrent_queries).") var maxConcurrentQueries: Int?
+    @Option(name: .long, help: "Queries decoding at once: the decode batch (default: serve.max_concurrent_queries).") var maxConcurrentQueries: Int?
+    @Flag(inversion: .prefixedNo, help: "Continuous batching: queries in flight share each decode step (default: serve.batching, on).") var batching: Bool?
     @Option(name: .long, help: "Element type for a new store: f16 (default), bf16 or int8.") var dtype = "f16"
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error.") var logLevel = "info"
 
@@ -42,6 +43,7 @@ struct ServeCommand: AsyncParsableCommand {
         if let maxBodyBytes { sc.maxBodyBytes = maxBodyBytes }
         if let requestTimeout { sc.requestTimeout = requestTimeout }
         if let maxConcurrentQueries { sc.maxConcurrentQueries = maxConcurrentQueries }
+        if let batching { sc.batching = batching }
         try reporting { try sc.check() }
         return sc
     }

@@ -11,13 +11,17 @@ final class ConcurrencyTests: XCTestCase {
     /// they give one at a time: the shared model and store hold no per-request state.
     func testParallelQueriesDuringIngestMatchSerialAnswers() async throws {
         let f = try Fixture { $0.maxConcurrentQueries = 4 }
-        let questions = ["Who decoded the waggle dance?", "Where does the Danube rise?", "Who built a printing press in Mainz?",
-                         "How long is the Danube?", "What do honey bees live in?", "What did Gutenberg print?"]
-        try await f.app.test(.router) { client in
+        // Each names its document: the ingest that lands meanwhile changes BM25's statistics (and
+        // could change which windows a free search picks), not what a named document holds.
+        let asked = [("Who decoded the waggle dance?", "bees"), ("Where does the Danube rise?", "river"), ("Who built a printing press in Mainz?", "press"),
+                     ("How long is the Danube?", "river"), ("What do honey bees live in?", "bees"), ("What did Gutenberg print?", "press")]
+        let questions = asked.map(\.0)
+        let documentOf = Dictionary(uniqueKeysWithValues: asked)
+        let serial = try await f.app.test(.router) { client in
             _ = try await client.post("/v1/documents", ["documents": [Docs.bees, Docs.river, Docs.press]])
             var serial: [String: String] = [:]
             for q in questions {
-                serial[q] = try object(try await client.post("/v1/query", ["question": q, "k": 2, "max_tokens": 10]))["answer"] as? String
+                serial[q] = try object(try await client.post("/v1/query", ["question": q, "documents": [documentOf[q]!], "max_tokens": 10]))["answer"] as? String
             }
             let lighthouse = try Fixture.text("eddystone-lighthouse.md")
             let parallel = try await withThrowingTaskGroup(of: (String, String?).self) { group in
@@ -29,7 +33,7 @@ final class ConcurrencyTests: XCTestCase {
                 for round in 0..<2 {
                     for q in questions {
                         group.addTask {
-                            let r = try await client.post("/v1/query", ["question": q, "k": 2, "max_tokens": 10])
+                            let r = try await client.post("/v1/query", ["question": q, "documents": [documentOf[q]!], "max_tokens": 10])
                             XCTAssertEqual(r.status, .ok, "round \(round): \(String(buffer: r.body))")
                             return (q, try object(r)["answer"] as? String)
                         }
@@ -44,6 +48,18 @@ final class ConcurrencyTests: XCTestCase {
                 XCTAssertEqual(answer, serial[q], "parallel answer to '\(q)'")
             }
             XCTAssertNotNil(try f.kb.store.document("lighthouse"))
+            XCTAssertGreaterThan(try XCTUnwrap(f.service.batcher).stepStats.largestBatch, 1, "queries shared decode steps")
+            return serial
+        }
+        // With batching off each query decodes alone: the same answers.
+        let alone = try Fixture { $0.batching = false }
+        XCTAssertNil(alone.service.batcher)
+        try await alone.app.test(.router) { client in
+            _ = try await client.post("/v1/documents", ["documents": [Docs.bees, Docs.river, Docs.press]])
+            for q in questions {
+                let a = try object(try await client.post("/v1/query", ["question": q, "documents": [documentOf[q]!], "max_tokens": 10]))["answer"] as? String
+                XCTAssertEqual(a, serial[q], "batching off: '\(q)'")
+            }
         }
     }
 

@@ -3,11 +3,15 @@
 
 Starts the server on a fresh temporary store (or uses --url), ingests the sample corpus, then
 runs N concurrent query clients for a fixed time while one more client keeps ingesting new
-documents. Reports latency percentiles, throughput and errors, as JSON (--out) and as a
-markdown table on stdout. Every loop is bounded by --duration and --max-requests, and every
+documents. Reports latency percentiles, throughput, errors and the mean decode batch, as JSON
+(--out), as a markdown table on stdout and as a PNG (--plot). --clients 1,2,4,8,16 sweeps;
+--compare-batching runs each point on a server with batching on and one with it off;
+--both-ingest measures each point without and with the concurrent ingest. Every loop is bounded by --duration and --max-requests, and every
 request goes to 127.0.0.1 only.
 
     python3 tools/bench/http_load.py --binary .build/release/anchorkv --clients 8 --duration 60
+    python3 tools/bench/http_load.py --clients 1,2,4,8,16 --compare-batching --both-ingest --duration 20 \\
+        --out docs/bench/http_load.json --plot docs/http-load.png
 """
 import argparse
 import http.client
@@ -107,151 +111,211 @@ def corpus_docs():
     return docs
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--binary", default=os.path.join(ROOT, ".build", "release", "anchorkv"), help="anchorkv binary to start")
-    ap.add_argument("--port", type=int, help="use a server already listening on 127.0.0.1:PORT instead of starting one")
-    ap.add_argument("--token", default=os.environ.get("ANCHORKV_API_TOKEN"), help="bearer token (default $ANCHORKV_API_TOKEN)")
-    ap.add_argument("--clients", type=int, default=8)
-    ap.add_argument("--duration", type=float, default=60.0, help="seconds of load")
-    ap.add_argument("--max-requests", type=int, default=100000, help="stop after this many queries in total")
-    ap.add_argument("--max-tokens", type=int, default=16)
-    ap.add_argument("-k", type=int, default=2)
-    ap.add_argument("--no-ingest", action="store_true", help="no concurrent ingest")
-    ap.add_argument("--threads", type=int, default=0, help="--threads for the server (default: all cores)")
-    ap.add_argument("--server-arg", action="append", default=[], help="extra argument for anchorkv serve (repeatable)")
-    ap.add_argument("--out", help="write the results as JSON here")
-    a = ap.parse_args()
-    if not (1 <= a.clients <= 64 and 0 < a.duration <= 600):
-        sys.exit("--clients must be 1..64 and --duration 0..600 s")
+def run_load(port, token, clients, duration, max_requests, k, max_tokens, ingest, base):
+    """One measurement: `clients` query loops (and one ingest loop) for `duration` seconds."""
+    stop_at = time.monotonic() + duration
+    lock = threading.Lock()
+    latencies, errors, answer_tokens = [], [], [0]
+    issued = [0]
+    ingest_lat, ingest_tokens, ingest_errors = [], [0], []
+    tag = "%d-%d" % (clients, int(time.time() * 1000) % 10**9)
 
-    tmp = tempfile.mkdtemp(prefix="akv-load-")
-    server = None
-    if a.port:
-        port = a.port
-    else:
-        server, port = start_server(a.binary, os.path.join(tmp, "store"), a.threads, os.path.join(tmp, "serve.log"), a.server_arg)
-    try:
-        setup = Client(port, a.token, 600)
-        status, body = setup.request("POST", "/v1/documents", {"documents": corpus_docs()})
-        if status != 200:
-            sys.exit("setup ingest failed: %d %s" % (status, body[:300]))
-        base = corpus_docs()
-
-        stop_at = time.monotonic() + a.duration
-        lock = threading.Lock()
-        latencies, errors, answer_tokens = [], [], [0]
-        issued = [0]
-        ingest_lat, ingest_tokens, ingest_errors = [], [0], []
-
-        def query_client(idx):
-            c = Client(port, a.token, 300)
-            i = idx
-            while time.monotonic() < stop_at:
+    def query_client(idx):
+        c = Client(port, token, 300)
+        i = idx
+        while time.monotonic() < stop_at:
+            with lock:
+                if issued[0] >= max_requests:
+                    return
+                issued[0] += 1
+            q = QUESTIONS[i % len(QUESTIONS)]
+            i += 1
+            t0 = time.monotonic()
+            try:
+                status, body = c.request("POST", "/v1/query", {"question": q, "k": k, "max_tokens": max_tokens})
+                dt = time.monotonic() - t0
                 with lock:
-                    if issued[0] >= a.max_requests:
-                        return
-                    issued[0] += 1
-                q = QUESTIONS[i % len(QUESTIONS)]
-                i += 1
-                t0 = time.monotonic()
-                try:
-                    status, body = c.request("POST", "/v1/query", {"question": q, "k": a.k, "max_tokens": a.max_tokens})
-                    dt = time.monotonic() - t0
-                    with lock:
-                        if status == 200:
-                            latencies.append(dt)
-                            answer_tokens[0] += json.loads(body)["answer_tokens"]
-                        else:
-                            errors.append("%d %s" % (status, body[:200].decode(errors="replace")))
-                except Exception as e:  # noqa: BLE001 - every failure is counted and reported
-                    with lock:
-                        errors.append(repr(e))
-
-        def ingest_client():
-            c = Client(port, a.token, 600)
-            n = 0
-            while time.monotonic() < stop_at:
-                d = dict(base[n % len(base)])
-                d["id"] = "load-%d" % n
-                d["text"] = d["text"] + "\nRevision %d of this note." % n
-                n += 1
-                t0 = time.monotonic()
-                try:
-                    status, body = c.request("POST", "/v1/documents", d)
-                    dt = time.monotonic() - t0
                     if status == 200:
-                        doc = json.loads(body)["documents"][0]
-                        ingest_lat.append(dt)
-                        ingest_tokens[0] += doc.get("tokens", 0)
+                        latencies.append(dt)
+                        answer_tokens[0] += json.loads(body)["answer_tokens"]
                     else:
-                        ingest_errors.append("%d %s" % (status, body[:200].decode(errors="replace")))
-                except Exception as e:  # noqa: BLE001
-                    ingest_errors.append(repr(e))
+                        errors.append("%d %s" % (status, body[:200].decode(errors="replace")))
+            except Exception as e:  # noqa: BLE001 - every failure is counted and reported
+                with lock:
+                    errors.append(repr(e))
 
-        load_before = loadavg()
-        threads = [threading.Thread(target=query_client, args=(i,)) for i in range(a.clients)]
-        if not a.no_ingest:
-            threads.append(threading.Thread(target=ingest_client))
-        t_start = time.monotonic()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        elapsed = time.monotonic() - t_start
-        load_after = loadavg()
+    def ingest_client():
+        c = Client(port, token, 600)
+        n = 0
+        while time.monotonic() < stop_at:
+            d = dict(base[n % len(base)])
+            d["id"] = "load-%s-%d" % (tag, n)
+            d["text"] = d["text"] + "\nRevision %d of this note." % n
+            n += 1
+            t0 = time.monotonic()
+            try:
+                status, body = c.request("POST", "/v1/documents", d)
+                dt = time.monotonic() - t0
+                if status == 200:
+                    doc = json.loads(body)["documents"][0]
+                    ingest_lat.append(dt)
+                    ingest_tokens[0] += doc.get("tokens", 0)
+                else:
+                    ingest_errors.append("%d %s" % (status, body[:200].decode(errors="replace")))
+            except Exception as e:  # noqa: BLE001
+                ingest_errors.append(repr(e))
 
-        status, metrics = Client(port, a.token, 30).request("GET", "/metrics")
-        store_bpt = None
-        for line in metrics.decode().splitlines():
-            if line.startswith("anchorkv_store_bytes_per_token "):
-                store_bpt = float(line.split()[1])
-    finally:
-        exit_code = None
-        if server is not None:
-            server.send_signal(signal.SIGTERM)
-            exit_code = server.wait(timeout=120)
-
+    load_before = loadavg()
+    threads = [threading.Thread(target=query_client, args=(i,)) for i in range(clients)]
+    if ingest:
+        threads.append(threading.Thread(target=ingest_client))
+    t_start = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - t_start
     ms = lambda v: round(v * 1000, 1)  # noqa: E731
-    cpu = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "")
-    except OSError:
-        pass
-    result = {
-        "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
-        "machine": "%s (%d cores), %s" % (cpu, os.cpu_count() or 0, platform.platform()),
-        "load_average_1m_before_after": [load_before, load_after],
-        "clients": a.clients, "duration_s": round(elapsed, 1), "k": a.k, "max_tokens": a.max_tokens,
+    return {
+        "clients": clients, "duration_s": round(elapsed, 1), "k": k, "max_tokens": max_tokens,
+        "load_average_1m_before_after": [load_before, loadavg()],
         "queries_ok": len(latencies), "query_errors": len(errors), "error_samples": errors[:5],
         "queries_per_s": round(len(latencies) / elapsed, 2),
         "answer_tokens_per_s": round(answer_tokens[0] / elapsed, 1),
         "latency_ms": {"p50": ms(percentile(latencies, 50)), "p90": ms(percentile(latencies, 90)),
                        "p99": ms(percentile(latencies, 99)), "max": ms(max(latencies)) if latencies else None,
                        "mean": ms(statistics.mean(latencies)) if latencies else None},
-        "ingest": None if a.no_ingest else {
+        "ingest": None if not ingest else {
             "documents": len(ingest_lat), "errors": len(ingest_errors), "error_samples": ingest_errors[:5],
             "tokens_per_s": round(ingest_tokens[0] / elapsed, 1),
             "p50_ms": ms(percentile(ingest_lat, 50)) if ingest_lat else None},
-        "store_bytes_per_token": store_bpt,
-        "server_exit_code": exit_code,
     }
+
+
+def metric(port, token, name):
+    _, metrics = Client(port, token, 30).request("GET", "/metrics")
+    for line in metrics.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
+def machine():
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "")
+    except OSError:
+        pass
+    return "%s (%d cores), %s" % (cpu, os.cpu_count() or 0, platform.platform())
+
+
+def table(rows):
+    out = ["| batching | clients | concurrent ingest | queries ok | errors | queries/s | answer tokens/s | p50 | p99 | mean decode batch |",
+           "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lat, ing = r["latency_ms"], r["ingest"]
+        ing_s = "none" if ing is None else "%d docs, %d errors, %.0f tokens/s" % (ing["documents"], ing["errors"], ing["tokens_per_s"])
+        out.append("| %s | %d | %s | %d | %d | %.2f | %.1f | %.0f ms | %.0f ms | %s |" % (
+            "on" if r["batching"] else "off", r["clients"], ing_s, r["queries_ok"], r["query_errors"], r["queries_per_s"],
+            r["answer_tokens_per_s"], lat["p50"], lat["p99"], "%.2f" % r["mean_batch"] if r.get("mean_batch") else "-"))
+    return "\n".join(out)
+
+
+def plot(rows, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for batching in (True, False):
+        for ingest in (False, True):
+            sel = sorted((r for r in rows if r["batching"] == batching and (r["ingest"] is not None) == ingest), key=lambda r: r["clients"])
+            if not sel:
+                continue
+            label = "batching %s%s" % ("on" if batching else "off", ", with ingest" if ingest else "")
+            style = ("-" if batching else "--") + ("s" if ingest else "o")
+            xs = [r["clients"] for r in sel]
+            a1.plot(xs, [r["queries_per_s"] for r in sel], style, label=label)
+            a2.plot(xs, [r["latency_ms"]["p99"] for r in sel], style, label=label)
+    for ax, title in ((a1, "throughput (queries/s)"), (a2, "p99 latency (ms)")):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("concurrent clients")
+        ax.set_title(title)
+        ax.grid(True, alpha=0.3)
+    a1.legend(fontsize=8)
+    fig.suptitle("anchorkv serve on loopback, %d-token answers" % rows[0]["max_tokens"], fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--binary", default=os.path.join(ROOT, ".build", "release", "anchorkv"), help="anchorkv binary to start")
+    ap.add_argument("--port", type=int, help="use a server already listening on 127.0.0.1:PORT instead of starting one")
+    ap.add_argument("--token", default=os.environ.get("ANCHORKV_API_TOKEN"), help="bearer token (default $ANCHORKV_API_TOKEN)")
+    ap.add_argument("--clients", default="8", help="concurrent query clients, or a comma list to sweep (e.g. 1,2,4,8,16)")
+    ap.add_argument("--duration", type=float, default=60.0, help="seconds of load per measurement")
+    ap.add_argument("--max-requests", type=int, default=100000, help="stop a measurement after this many queries")
+    ap.add_argument("--max-tokens", type=int, default=16)
+    ap.add_argument("-k", type=int, default=2)
+    ap.add_argument("--no-ingest", action="store_true", help="no concurrent ingest")
+    ap.add_argument("--both-ingest", action="store_true", help="measure each point without and with a concurrent ingest")
+    ap.add_argument("--compare-batching", action="store_true", help="run every point with batching on and off (a server each)")
+    ap.add_argument("--threads", type=int, default=0, help="--threads for the server (default: all cores)")
+    ap.add_argument("--server-arg", action="append", default=[], help="extra argument for anchorkv serve (repeatable)")
+    ap.add_argument("--out", help="write the results as JSON here")
+    ap.add_argument("--plot", help="write a PNG of throughput and p99 against clients here")
+    a = ap.parse_args()
+    client_counts = [int(x) for x in a.clients.split(",")]
+    if not all(1 <= c <= 64 for c in client_counts) or not 0 < a.duration <= 600:
+        sys.exit("--clients must be 1..64 and --duration 0..600 s")
+    if a.port and a.compare_batching:
+        sys.exit("--compare-batching starts its own servers; leave out --port")
+    ingest_modes = [False, True] if a.both_ingest else [not a.no_ingest]
+    rows, exit_codes = [], []
+    for batching in ([True, False] if a.compare_batching else [None]):
+        tmp = tempfile.mkdtemp(prefix="akv-load-")
+        server = None
+        extra = list(a.server_arg) + ([] if batching is None else ["--batching" if batching else "--no-batching"])
+        if a.port:
+            port = a.port
+        else:
+            server, port = start_server(a.binary, os.path.join(tmp, "store"), a.threads, os.path.join(tmp, "serve.log"), extra)
+        try:
+            setup = Client(port, a.token, 600)
+            status, body = setup.request("POST", "/v1/documents", {"documents": corpus_docs()})
+            if status != 200:
+                sys.exit("setup ingest failed: %d %s" % (status, body[:300]))
+            _, health = setup.request("GET", "/v1/stats")
+            on = json.loads(health)["queries"].get("batching", False)
+            base = corpus_docs()
+            for ingest in ingest_modes:
+                for clients in client_counts:
+                    steps0 = metric(port, a.token, "anchorkv_decode_batch_size_count") or 0
+                    seqs0 = metric(port, a.token, "anchorkv_decode_batch_size_sum") or 0
+                    r = run_load(port, a.token, clients, a.duration, a.max_requests, a.k, a.max_tokens, ingest, base)
+                    steps = (metric(port, a.token, "anchorkv_decode_batch_size_count") or 0) - steps0
+                    seqs = (metric(port, a.token, "anchorkv_decode_batch_size_sum") or 0) - seqs0
+                    r["batching"] = on
+                    r["mean_batch"] = round(seqs / steps, 2) if steps else None
+                    rows.append(r)
+                    print(table([r]).splitlines()[-1], flush=True)
+            store_bpt = metric(port, a.token, "anchorkv_store_bytes_per_token")
+        finally:
+            if server is not None:
+                server.send_signal(signal.SIGTERM)
+                exit_codes.append(server.wait(timeout=120))
+    result = {"date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "machine": machine(),
+              "store_bytes_per_token": store_bpt, "server_exit_codes": exit_codes, "runs": rows}
     if a.out:
         with open(a.out, "w") as f:
             json.dump(result, f, indent=2)
             f.write("\n")
-    print(json.dumps(result, indent=2))
-    lat = result["latency_ms"]
     print()
-    print("| clients | duration | queries ok | errors | queries/s | p50 | p90 | p99 | max | concurrent ingest |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
-    ing = result["ingest"]
-    ing_s = "none" if ing is None else "%d docs, %d errors, %.0f tokens/s" % (ing["documents"], ing["errors"], ing["tokens_per_s"])
-    print("| %d | %.0f s | %d | %d | %.2f | %.0f ms | %.0f ms | %.0f ms | %.0f ms | %s |" % (
-        a.clients, elapsed, len(latencies), len(errors), result["queries_per_s"], lat["p50"], lat["p90"], lat["p99"],
-        lat["max"] or 0, ing_s))
-    bad = errors or (ing is not None and ing["errors"]) or (exit_code not in (None, 0))
+    print(table(rows))
+    if a.plot:
+        plot(rows, a.plot)
+    bad = any(r["query_errors"] or (r["ingest"] is not None and r["ingest"]["errors"]) for r in rows) or any(c != 0 for c in exit_codes)
     sys.exit(1 if bad else 0)
 
 

@@ -1,0 +1,141 @@
+import Foundation
+import SAC
+
+/// Continuous batching of answers: one decode thread steps every question in flight together,
+/// one token each per step (`SACDecoder.advance`), so each weight matrix is read once per step
+/// for all of them. A question is prepared (retrieval, KV load, first block) on its caller's
+/// thread, joins at the next step boundary and leaves the step it ends, freeing its slot;
+/// greedy answers are token for token those of decoding alone.
+///
+/// The number of questions in flight is the callers' to bound (the HTTP service's query slots,
+/// the CLI's batch size): every submitted question joins the next step.
+public final class QueryBatcher: Sendable {
+    /// What callers hand over and what the decode thread owns: guarded by `condition`.
+    private final class Shared: @unchecked Sendable {
+        let condition = NSCondition()
+        var joining: [Entry] = []
+        var stopped = false
+        var steps = 0
+        var stepSizeTotal = 0
+        var largestBatch = 0
+    }
+
+    private final class Entry: @unchecked Sendable {
+        let question: KnowledgeService.PreparedQuestion
+        let onToken: @Sendable (Int32) -> Bool
+        let done: @Sendable ((any Error)?) -> Void
+        init(_ q: KnowledgeService.PreparedQuestion, onToken: @escaping @Sendable (Int32) -> Bool, done: @escaping @Sendable ((any Error)?) -> Void) {
+            question = q; self.onToken = onToken; self.done = done
+        }
+    }
+
+    private let shared = Shared()
+    let service: KnowledgeService
+    /// Called after every step with the number of sequences it advanced.
+    let onStep: (@Sendable (Int) -> Void)?
+
+    public init(service: KnowledgeService, onStep: (@Sendable (Int) -> Void)? = nil) {
+        self.service = service
+        self.onStep = onStep
+        let shared = self.shared, onStep = self.onStep
+        let t = Thread { Self.decodeLoop(shared, onStep: onStep) }
+        t.name = "anchorkv-decode"
+        t.stackSize = 8 << 20
+        t.start()
+    }
+
+    deinit {
+        shared.condition.lock()
+        shared.stopped = true
+        shared.condition.signal()
+        shared.condition.unlock()
+    }
+
+    /// Steps run so far, their mean and their largest batch.
+    public var stepStats: (steps: Int, meanBatch: Double, largestBatch: Int) {
+        shared.condition.lock()
+        defer { shared.condition.unlock() }
+        return (shared.steps, shared.steps == 0 ? 0 : Double(shared.stepSizeTotal) / Double(shared.steps), shared.largestBatch)
+    }
+
+    /// Hands a prepared question to the decode thread. `onToken` runs there for each answer
+    /// token (keep it short; false stops the answer); `done` runs there once, when the answer
+    /// ended (nil) or its step failed.
+    public func submit(_ q: KnowledgeService.PreparedQuestion, onToken: @escaping @Sendable (Int32) -> Bool,
+                       done: @escaping @Sendable ((any Error)?) -> Void) {
+        shared.condition.lock()
+        if shared.stopped {
+            shared.condition.unlock()
+            done(CoreError(.unavailable, "the decoder has stopped"))
+            return
+        }
+        shared.joining.append(Entry(q, onToken: onToken, done: done))
+        shared.condition.signal()
+        shared.condition.unlock()
+    }
+
+    /// Answers a question in the shared batch, blocking the calling thread until it is done.
+    public func query(_ q: KnowledgeService.Question, onToken: @escaping @Sendable (Int32) -> Bool = { _ in true }) throws(CoreError) -> Answer {
+        let p = try service.prepare(q)
+        let finished = DispatchSemaphore(value: 0)
+        let failure = LockedBox<(any Error)?>(nil)
+        submit(p, onToken: onToken) { e in
+            failure.value = e
+            finished.signal()
+        }
+        finished.wait()
+        if let e = failure.value { throw CoreError.from(e) }
+        return try service.finish(p)
+    }
+
+    private static func decodeLoop(_ shared: Shared, onStep: (@Sendable (Int) -> Void)?) {
+        var active: [Entry] = []
+        while true {
+            shared.condition.lock()
+            while active.isEmpty && shared.joining.isEmpty && !shared.stopped { shared.condition.wait() }
+            if shared.stopped && active.isEmpty && shared.joining.isEmpty {
+                shared.condition.unlock()
+                return
+            }
+            active += shared.joining
+            shared.joining.removeAll()
+            shared.condition.unlock()
+
+            let produced: [Int32?]
+            do {
+                produced = try SACDecoder.advance(active.map(\.question.sequence))
+            } catch {
+                for e in active { e.done(error) }
+                active.removeAll()
+                continue
+            }
+            for (e, t) in zip(active, produced) {
+                guard let t else { continue }
+                e.question.noteToken()
+                if !e.onToken(t) { e.question.sequence.finish() }
+            }
+            shared.condition.lock()
+            shared.steps += 1
+            shared.stepSizeTotal += active.count
+            shared.largestBatch = max(shared.largestBatch, active.count)
+            shared.condition.unlock()
+            onStep?(active.count)
+            active.removeAll { e in
+                guard e.question.sequence.isFinished else { return false }
+                e.done(nil)
+                return true
+            }
+        }
+    }
+}
+
+/// A value shared between threads behind a lock.
+final class LockedBox<T>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: T
+    init(_ value: T) { stored = value }
+    var value: T {
+        get { lock.lock(); defer { lock.unlock() }; return stored }
+        set { lock.lock(); defer { lock.unlock() }; stored = newValue }
+    }
+}
