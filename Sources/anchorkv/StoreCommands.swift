@@ -61,7 +61,7 @@ struct QueryCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "query",
         abstract: "Answer a question (or a file of questions) from the store's compressed knowledge.",
-        discussion: "BM25 picks the top-k windows (or --doc names documents); their stored anchor KVs are laid out one after another and decoded. The answer is the first line of stdout, then the citations; timings on stderr. --json prints one object with answer, citations and timings.\n\n--questions FILE answers one question per line of FILE ('-' for stdin; blank lines and lines starting with # are skipped) with the model loaded once: per question a \"Q: ...\" line, the answer and its citations, or with --json one JSON object per line (JSON Lines) holding the question and its answer or error. A question that fails is reported and the rest go on; the exit status is then that of the first failure.\n\n" + exitStatusHelp)
+        discussion: "BM25 picks the top-k windows (or --doc names documents); their stored anchor KVs are laid out one after another and decoded. The answer is the first line of stdout, then the citations; timings on stderr. --json prints one object with answer, citations and timings.\n\n--questions FILE answers one question per line of FILE ('-' for stdin; blank lines and lines starting with # are skipped) with the model loaded once: per question a \"Q: ...\" line, the answer and its citations, or with --json one JSON object per line (JSON Lines) holding the question and its answer or error. A question that fails is reported and the rest go on; the exit status is then that of the first failure. Up to --batch questions are decoded together (continuous batching: one pass over the weights per step for all of them; answers are the same as one at a time); results are printed in the file's order.\n\n" + exitStatusHelp)
 
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var storeOptions: StoreOptions
@@ -72,8 +72,10 @@ struct QueryCommand: ParsableCommand {
     @Option(name: .long, help: "Restrict to these document ids (repeatable).") var doc: [String] = []
     @Option(name: .long, help: "Maximum answer tokens (default: the config's sac.max_answer_tokens).") var maxTokens: Int?
     @Flag(name: .long, help: "Print one JSON object on stdout (with --questions: one per line).") var json = false
+    @Option(name: .long, help: "With --questions: questions decoded together (default 8; 1: one at a time).") var batch = 8
 
     func validate() throws {
+        guard (1...256).contains(batch) else { throw ValidationError("--batch must be 1...256") }
         switch (question, questions) {
         case (nil, nil): throw ValidationError("give a question, or --questions FILE")
         case (.some, .some): throw ValidationError("give a question or --questions FILE, not both")
@@ -131,21 +133,82 @@ struct QueryCommand: ParsableCommand {
         let service = try openService(modelOptions, storeOptions, sac, create: false)
         var firstFailure: CoreError?
         let t0 = ContinuousClock.now
-        for (i, q) in list.enumerated() {
-            StandardError.write("[\(i + 1)/\(list.count)] \(q)\n")
-            do {
-                let r = try service.query(params(q))
-                if json { print(Results.json(Line(question: q, result: r))) } else { print("Q: \(q)"); printAnswer(r) }
-            } catch {
-                let e = error
+        func report(_ i: Int, _ r: Result<Answer, CoreError>) {
+            let q = list[i]
+            switch r {
+            case .success(let a):
+                if json { print(Results.json(Line(question: q, result: a))) } else { print("Q: \(q)"); printAnswer(a) }
+            case .failure(let e):
                 if firstFailure == nil { firstFailure = e }
                 if json { print(Results.json(Line(question: q, error: e))) } else { print("Q: \(q)"); print("error: \(e.message)") }
             }
         }
+        // Each question is prepared here and decoded by the batcher's thread beside the others in
+        // flight (at most `batch`); results are finished and printed in the file's order.
+        let batcher = QueryBatcher(service: service)
+        let slots = DispatchSemaphore(value: batch)
+        let decoded = LockedResults()
+        var pending: [Int: KnowledgeService.PreparedQuestion] = [:]
+        var printed = 0
+        func printReady(wait: Bool) {
+            while printed < list.count, let outcome = wait ? decoded.wait(printed) : decoded.take(printed) {
+                switch outcome {
+                case .failed(let e): report(printed, .failure(CoreError.from(e)))
+                case .decoded:
+                    let p = pending.removeValue(forKey: printed)!
+                    report(printed, Result { () throws(CoreError) in try service.finish(p) })
+                }
+                printed += 1
+            }
+        }
+        for (i, q) in list.enumerated() {
+            slots.wait()
+            printReady(wait: false)
+            StandardError.write("[\(i + 1)/\(list.count)] \(q)\n")
+            do {
+                let p = try service.prepare(params(q))
+                pending[i] = p
+                batcher.submit(p, onToken: { _ in true }) { e in
+                    decoded.put(i, e.map { .failed($0) } ?? .decoded)
+                    slots.signal()
+                }
+            } catch {
+                decoded.put(i, .failed(error))
+                slots.signal()
+            }
+        }
+        printReady(wait: true)
         let seconds = (ContinuousClock.now - t0).seconds
         StandardError.write(String(format: "answered %d questions in %.1f s (%.2f s each, the model loaded once)%@\n", list.count, seconds,
                                    seconds / Double(list.count), firstFailure == nil ? "" : "; some failed"))
         if let firstFailure { throw ExitCode(firstFailure.exitCode) }
+    }
+}
+
+/// How each question of `query --questions` ended on the decode thread, waited for in order.
+final class LockedResults: @unchecked Sendable {  // every access holds `condition`
+    enum Outcome { case decoded, failed(any Error) }
+    private let condition = NSCondition()
+    private var outcomes: [Int: Outcome] = [:]
+
+    func put(_ i: Int, _ o: Outcome) {
+        condition.lock()
+        outcomes[i] = o
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    func take(_ i: Int) -> Outcome? {
+        condition.lock()
+        defer { condition.unlock() }
+        return outcomes.removeValue(forKey: i)
+    }
+
+    func wait(_ i: Int) -> Outcome? {
+        condition.lock()
+        defer { condition.unlock() }
+        while outcomes[i] == nil { condition.wait() }
+        return outcomes.removeValue(forKey: i)
     }
 }
 
