@@ -184,7 +184,7 @@ public final class KnowledgeService: Sendable {
     public func query(_ q: Question, onToken: (Int32) -> Bool = { _ in true }) throws(CoreError) -> Answer {
         let p = try prepare(q)
         try CoreError.mapping {
-            try p.sequence.decodeAlone { t in
+            try p.start().decodeAlone { t in
                 p.noteToken()
                 return onToken(t)
             }
@@ -192,11 +192,13 @@ public final class KnowledgeService: Sendable {
         return try finish(p)
     }
 
-    /// A question checked, its KV loaded and its first block run: ready to decode alone or in a
-    /// batch (`QueryBatcher`), then to `finish`.
-    public struct PreparedQuestion: @unchecked Sendable {
+    /// A question checked, its windows retrieved and their KV read: `start` (on the thread that
+    /// decodes) loads the KV and runs the first block; decode alone or in a batch
+    /// (`QueryBatcher`), then `finish`.
+    public struct PreparedQuestion: @unchecked Sendable {  // used by one thread at a time
         let prepared: KnowledgeBase.PreparedQuery
-        var sequence: DecodeSequence { prepared.sequence }
+        func start() throws -> DecodeSequence { try prepared.start() }
+        var sequence: DecodeSequence? { prepared.sequence }
         func noteToken() { prepared.noteToken() }
     }
 

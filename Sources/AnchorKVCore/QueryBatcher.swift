@@ -3,9 +3,12 @@ import SAC
 
 /// Continuous batching of answers: one decode thread steps every question in flight together,
 /// one token each per step (`SACDecoder.advance`), so each weight matrix is read once per step
-/// for all of them. A question is prepared (retrieval, KV load, first block) on its caller's
-/// thread, joins at the next step boundary and leaves the step it ends, freeing its slot;
-/// greedy answers are token for token those of decoding alone.
+/// for all of them. A question is prepared (checks, retrieval, its KV read) on its caller's
+/// thread; it joins at the next step boundary, where the decode thread loads its KV into a
+/// session and runs its first block, and leaves the step it ends, freeing its slot. All model
+/// work runs on the one decode thread, so it has the kernels' thread pool to itself (callers
+/// running forward passes beside it would take turns on the pool and oversubscribe the cores).
+/// Greedy answers are token for token those of decoding alone.
 ///
 /// The number of questions in flight is the callers' to bound (the HTTP service's query slots,
 /// the CLI's batch size): every submitted question joins the next step.
@@ -97,13 +100,23 @@ public final class QueryBatcher: Sendable {
                 shared.condition.unlock()
                 return
             }
-            active += shared.joining
+            let joining = shared.joining
             shared.joining.removeAll()
             shared.condition.unlock()
+            for e in joining {
+                do {
+                    _ = try e.question.start()
+                    active.append(e)
+                } catch {
+                    e.done(error)
+                }
+            }
+            if active.isEmpty { continue }
 
+            let sequences = active.map { $0.question.sequence! }
             let produced: [Int32?]
             do {
-                produced = try SACDecoder.advance(active.map(\.question.sequence))
+                produced = try SACDecoder.advance(sequences)
             } catch {
                 for e in active { e.done(error) }
                 active.removeAll()
@@ -112,7 +125,7 @@ public final class QueryBatcher: Sendable {
             for (e, t) in zip(active, produced) {
                 guard let t else { continue }
                 e.question.noteToken()
-                if !e.onToken(t) { e.question.sequence.finish() }
+                if !e.onToken(t) { e.question.sequence!.finish() }
             }
             shared.condition.lock()
             shared.steps += 1
@@ -121,7 +134,7 @@ public final class QueryBatcher: Sendable {
             shared.condition.unlock()
             onStep?(active.count)
             active.removeAll { e in
-                guard e.question.sequence.isFinished else { return false }
+                guard e.question.sequence!.isFinished else { return false }
                 e.done(nil)
                 return true
             }
@@ -137,5 +150,11 @@ final class LockedBox<T>: @unchecked Sendable {
     var value: T {
         get { lock.lock(); defer { lock.unlock() }; return stored }
         set { lock.lock(); defer { lock.unlock() }; stored = newValue }
+    }
+    /// A read-modify-write under the lock (`value[i] = x` from two threads would lose one).
+    func mutate(_ body: (inout T) -> Void) {
+        lock.lock()
+        defer { lock.unlock() }
+        body(&stored)
     }
 }

@@ -347,34 +347,53 @@ int akv_gemv_quant_q16(uint32_t ggml_type, const void *w, int64_t row_bytes, con
 // arithmetic (operations, their order, the accumulator split) is exactly dot_q4_1_q16's /
 // dot_q8_0_row's, so each result is bitwise the single-row kernel's.
 #define AKV_GROUP 4
-static void dot_q4_1_q16_group(const uint8_t *row, int n, const int16_t *const *xq, const float *const *xd,
-                               const float *const *xsum, int64_t nb, float *out) {
+// Written for a constant N (the wrappers below instantiate 1..4): the loops over the group then
+// unroll and every accumulator lives in a register. With N known only at run time the compiler
+// kept them in stack arrays, and each block paid a store-to-load round trip per row.
+static inline __attribute__((always_inline)) void q4_1_q16_group(const uint8_t *row, const int N, const int16_t *const *xq,
+                                                                 const float *const *xd, const float *const *xsum, int64_t nb, float *out) {
     const __m128i mask = _mm_set1_epi8(0x0f);
     __m256 acc0[AKV_GROUP], acc1[AKV_GROUP];
     float accm[AKV_GROUP];
-    for (int i = 0; i < n; i++) { acc0[i] = _mm256_setzero_ps(); acc1[i] = _mm256_setzero_ps(); accm[i] = 0.0f; }
+    const int16_t *q[AKV_GROUP];
+    const float *d_x[AKV_GROUP], *s_x[AKV_GROUP];
+    for (int i = 0; i < N; i++) {
+        acc0[i] = _mm256_setzero_ps(); acc1[i] = _mm256_setzero_ps(); accm[i] = 0.0f;
+        q[i] = xq[i]; d_x[i] = xd[i]; s_x[i] = xsum[i];
+    }
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *blk = row + b * 20;
         const __m128i raw = _mm_loadu_si128((const __m128i *)(blk + 4));
         const __m256i a = _mm256_cvtepu8_epi16(_mm_and_si128(raw, mask));
         const __m256i c = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), mask));
         const float d = f16_load(blk), m = f16_load(blk + 2);
-        for (int i = 0; i < n; i++) {
-            const int16_t *x = xq[i] + b * 32;
+        for (int i = 0; i < N; i++) {
+            const int16_t *x = q[i] + b * 32;
             const __m256i pi = _mm256_add_epi32(_mm256_madd_epi16(a, _mm256_loadu_si256((const __m256i *)x)),
                                                 _mm256_madd_epi16(c, _mm256_loadu_si256((const __m256i *)(x + 16))));
             const __m256 p = _mm256_cvtepi32_ps(pi);
-            const __m256 sc = _mm256_set1_ps(d * xd[i][b]);
+            const __m256 sc = _mm256_set1_ps(d * d_x[i][b]);
             if (b & 1) acc1[i] = _mm256_fmadd_ps(sc, p, acc1[i]); else acc0[i] = _mm256_fmadd_ps(sc, p, acc0[i]);
-            accm[i] += m * xsum[i][b];
+            accm[i] += m * s_x[i][b];
         }
     }
-    for (int i = 0; i < n; i++) out[i] = hsum256(_mm256_add_ps(acc0[i], acc1[i])) + accm[i];
+    for (int i = 0; i < N; i++) out[i] = hsum256(_mm256_add_ps(acc0[i], acc1[i])) + accm[i];
 }
 
-static void dot_q8_0_row_group(const uint8_t *row, int n, const float *const *x, int64_t nblocks, float *out) {
+static void dot_q4_1_q16_group(const uint8_t *row, int n, const int16_t *const *xq, const float *const *xd,
+                               const float *const *xsum, int64_t nb, float *out) {
+    switch (n) {
+    case 4: q4_1_q16_group(row, 4, xq, xd, xsum, nb, out); break;
+    case 3: q4_1_q16_group(row, 3, xq, xd, xsum, nb, out); break;
+    case 2: q4_1_q16_group(row, 2, xq, xd, xsum, nb, out); break;
+    default: q4_1_q16_group(row, 1, xq, xd, xsum, nb, out); break;
+    }
+}
+
+static inline __attribute__((always_inline)) void q8_0_row_group(const uint8_t *row, const int N, const float *const *x, int64_t nblocks, float *out) {
     __m256 acc[AKV_GROUP];
-    for (int i = 0; i < n; i++) acc[i] = _mm256_setzero_ps();
+    const float *xs[AKV_GROUP];
+    for (int i = 0; i < N; i++) { acc[i] = _mm256_setzero_ps(); xs[i] = x[i]; }
     for (int64_t b = 0; b < nblocks; b++) {
         const uint8_t *blk = row + b * 34;
         const float d = f16_load(blk);
@@ -385,8 +404,8 @@ static void dot_q8_0_row_group(const uint8_t *row, int n, const float *const *x,
         const __m256 q2 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(qb));
         const __m256 q3 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(qb, 8)));
         const __m256 vd = _mm256_set1_ps(d);
-        for (int i = 0; i < n; i++) {
-            const float *xb = x[i] + b * 32;
+        for (int i = 0; i < N; i++) {
+            const float *xb = xs[i] + b * 32;
             __m256 s = _mm256_mul_ps(q0, _mm256_loadu_ps(xb));
             s = _mm256_fmadd_ps(q1, _mm256_loadu_ps(xb + 8), s);
             s = _mm256_fmadd_ps(q2, _mm256_loadu_ps(xb + 16), s);
@@ -394,7 +413,16 @@ static void dot_q8_0_row_group(const uint8_t *row, int n, const float *const *x,
             acc[i] = _mm256_fmadd_ps(vd, s, acc[i]);
         }
     }
-    for (int i = 0; i < n; i++) out[i] = hsum256(acc[i]);
+    for (int i = 0; i < N; i++) out[i] = hsum256(acc[i]);
+}
+
+static void dot_q8_0_row_group(const uint8_t *row, int n, const float *const *x, int64_t nblocks, float *out) {
+    switch (n) {
+    case 4: q8_0_row_group(row, 4, x, nblocks, out); break;
+    case 3: q8_0_row_group(row, 3, x, nblocks, out); break;
+    case 2: q8_0_row_group(row, 2, x, nblocks, out); break;
+    default: q8_0_row_group(row, 1, x, nblocks, out); break;
+    }
 }
 
 // Batched decode: n independent activation rows against the same weight rows. The loop runs

@@ -314,30 +314,41 @@ public final class KnowledgeBase: Sendable {
     public func query(_ question: String, k: Int? = 4, documents: [String]? = nil, maxTokens: Int = 64,
                       sampling: SamplingParameters = .greedy, onToken: (Int32) -> Bool = { _ in true }) throws -> QueryResult {
         let q = try prepareQuery(question, k: k, documents: documents, maxTokens: maxTokens, sampling: sampling)
-        try q.sequence.decodeAlone { t in
+        try q.start().decodeAlone { t in
             q.noteToken()
             return onToken(t)
         }
         return try finish(q)
     }
 
-    /// A query made ready to decode: its windows retrieved, their KV loaded and the first block
-    /// run (`sequence` holds the logits of the first answer token). Decode it alone
-    /// (`DecodeSequence.decodeAlone`) or with others (`SACDecoder.advance`), then `finish` it.
-    /// Used by one thread at a time.
+    /// A query made ready to decode: its windows retrieved and their KV read from one snapshot.
+    /// `start` then loads the KV into a session and runs the first block (the model's work,
+    /// done by whichever thread decodes: a batched server does all model work on one thread);
+    /// decode the sequence alone (`DecodeSequence.decodeAlone`) or with others
+    /// (`SACDecoder.advance`), then `finish` the query. Used by one thread at a time.
     public final class PreparedQuery: @unchecked Sendable {
-        public let sequence: DecodeSequence
+        let question: String, maxTokens: Int, sampling: SamplingParameters
+        let decoder: SACDecoder
+        /// Dropped once `start` has loaded it into the session.
+        private var context: CompressedContext?
+        public private(set) var sequence: DecodeSequence?
         let picked: [(DocumentRecord, Int, Double?)]
         let snapshot: RocksDB.Snapshot
         let model: LlamaModel
         let contextTokens: Int, anchors: Int, ratio: Int
-        let started: UInt64, retrieveSeconds: Double, loadSeconds: Double, prefillSeconds: Double
-        let decodeFrom: UInt64
+        let started: UInt64, retrieveSeconds: Double
+        private(set) var loadSeconds: Double, prefillSeconds = 0.0
+        private(set) var decodeFrom: UInt64 = 0
         private(set) var firstTokenAt: UInt64?
 
-        init(sequence: DecodeSequence, picked: [(DocumentRecord, Int, Double?)], snapshot: RocksDB.Snapshot, model: LlamaModel,
-             context: CompressedContext, started: UInt64, retrieveSeconds: Double, loadSeconds: Double, prefillSeconds: Double) {
-            self.sequence = sequence
+        init(question: String, maxTokens: Int, sampling: SamplingParameters, decoder: SACDecoder, context: CompressedContext,
+             picked: [(DocumentRecord, Int, Double?)], snapshot: RocksDB.Snapshot, model: LlamaModel,
+             started: UInt64, retrieveSeconds: Double, loadSeconds: Double) {
+            self.question = question
+            self.maxTokens = maxTokens
+            self.sampling = sampling
+            self.decoder = decoder
+            self.context = context
             self.picked = picked
             self.snapshot = snapshot
             self.model = model
@@ -347,8 +358,20 @@ public final class KnowledgeBase: Sendable {
             self.started = started
             self.retrieveSeconds = retrieveSeconds
             self.loadSeconds = loadSeconds
-            self.prefillSeconds = prefillSeconds
+        }
+
+        /// Loads the context into a session and runs the first block (once): the sequence holds
+        /// the logits of the first answer token.
+        public func start() throws -> DecodeSequence {
+            if let sequence { return sequence }
+            guard let ctx = context else { throw StoreError.invalidInput("the query failed to start") }
+            context = nil
+            let s = try decoder.start(ctx, question: question, maxTokens: maxTokens, sampling: sampling)
+            loadSeconds += s.loadSeconds
+            prefillSeconds = s.prefillSeconds
             decodeFrom = DispatchTime.now().uptimeNanoseconds
+            sequence = s
+            return s
         }
 
         /// Marks an answer token as delivered (the first one sets the time to first token).
@@ -357,7 +380,7 @@ public final class KnowledgeBase: Sendable {
         }
     }
 
-    /// Retrieves, loads and prefills a query (see `PreparedQuery`).
+    /// Retrieves a query's windows and reads their KV (see `PreparedQuery`).
     public func prepareQuery(_ question: String, k: Int? = 4, documents: [String]? = nil, maxTokens: Int = 64,
                              sampling: SamplingParameters = .greedy) throws -> PreparedQuery {
         let t0 = DispatchTime.now().uptimeNanoseconds
@@ -381,10 +404,10 @@ public final class KnowledgeBase: Sendable {
         }
         try checkSpan(picked.map { ($0.0, $0.1) }, maxTokens: maxTokens)
         let ctx = try context(of: picked.map { ($0.0, $0.1) }, snapshot: snap)
-        let loadStore = since(t1)
-        let sequence = try decoderFor(ctx).start(ctx, question: question, maxTokens: maxTokens, sampling: sampling)
-        return PreparedQuery(sequence: sequence, picked: picked, snapshot: snap, model: model, context: ctx, started: t0,
-                             retrieveSeconds: retrieveSeconds, loadSeconds: loadStore + sequence.loadSeconds, prefillSeconds: sequence.prefillSeconds)
+        let decoder = try decoderFor(ctx)
+        try decoder.check(ctx, question: question, maxTokens: maxTokens)
+        return PreparedQuery(question: question, maxTokens: maxTokens, sampling: sampling, decoder: decoder, context: ctx, picked: picked,
+                             snapshot: snap, model: model, started: t0, retrieveSeconds: retrieveSeconds, loadSeconds: since(t1))
     }
 
     /// The answer of a decoded query, with its citations (read from the query's snapshot).
@@ -398,7 +421,7 @@ public final class KnowledgeBase: Sendable {
         let now = DispatchTime.now().uptimeNanoseconds
         let total = Double(now - q.started) / 1e9
         let firstToken = Double((q.firstTokenAt ?? now) - q.started) / 1e9
-        let seq = q.sequence
+        guard let seq = q.sequence else { throw StoreError.invalidInput("the query was never started") }
         return QueryResult(answer: q.model.tokenizer.decode(seq.tokens, skipSpecial: true), answerTokens: seq.tokens, citations: citations,
                            retrieveSeconds: q.retrieveSeconds, loadSeconds: q.loadSeconds, firstTokenSeconds: firstToken,
                            decodeSeconds: q.prefillSeconds + Double(now - q.decodeFrom) / 1e9, totalSeconds: total,

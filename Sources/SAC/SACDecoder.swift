@@ -37,18 +37,8 @@ public final class SACDecoder: Sendable {
 
     /// A session whose cache holds the context's anchors, keys rotated at their positions.
     public func load(_ context: CompressedContext, extraCapacity: Int) throws -> InferenceSession {
-        try context.validate()
-        guard context.modelFingerprint == modelFingerprint else {
-            throw SACError.modelMismatch(what: "the compressed context", expected: context.modelFingerprint, found: modelFingerprint)
-        }
-        guard context.adapterFingerprint == adapter?.fingerprint else {
-            throw SACError.adapterMismatch(expected: context.adapterFingerprint ?? "none (no adapter)",
-                                           found: adapter?.fingerprint ?? "none (no adapter)")
-        }
+        try validate(context)
         let c = model.config
-        guard context.layerCount == c.layerCount, context.kvDim == c.kvDim else {
-            throw SACError.invalidInput("the context has \(context.layerCount) layers x \(context.kvDim), the model \(c.layerCount) x \(c.kvDim)")
-        }
         let n = context.anchorCount
         let session = model.makeSession(capacity: n + extraCapacity)
         let cache = session.cache
@@ -64,6 +54,28 @@ public final class SACDecoder: Sendable {
         cache.commit(rows: n)
         cache.nextPosition = Int32(context.contextLength)
         return session
+    }
+
+    /// Refuses, before any work, a context this decoder cannot answer from (another model or
+    /// adapter, another shape) or an answer that would run past the model's context.
+    public func check(_ context: CompressedContext, question: String, maxTokens: Int) throws {
+        try validate(context)
+        _ = try firstBlock(question: question, contextLength: context.contextLength, maxTokens: maxTokens)
+    }
+
+    func validate(_ context: CompressedContext) throws {
+        try context.validate()
+        guard context.modelFingerprint == modelFingerprint else {
+            throw SACError.modelMismatch(what: "the compressed context", expected: context.modelFingerprint, found: modelFingerprint)
+        }
+        guard context.adapterFingerprint == adapter?.fingerprint else {
+            throw SACError.adapterMismatch(expected: context.adapterFingerprint ?? "none (no adapter)",
+                                           found: adapter?.fingerprint ?? "none (no adapter)")
+        }
+        let c = model.config
+        guard context.layerCount == c.layerCount, context.kvDim == c.kvDim else {
+            throw SACError.invalidInput("the context has \(context.layerCount) layers x \(context.kvDim), the model \(c.layerCount) x \(c.kvDim)")
+        }
     }
 
     /// The decoder's first block: [LM] (with an adapter) + the question segment, and its positions.
@@ -123,12 +135,18 @@ public final class SACDecoder: Sendable {
     /// the answer would run past the model's context.
     func prepare(_ context: CompressedContext, question: String, maxTokens: Int) throws
         -> (block: (tokens: [Int32], positions: [Int32], options: ForwardOptions), session: InferenceSession) {
+        let block = try firstBlock(question: question, contextLength: context.contextLength, maxTokens: maxTokens)
+        return (block, try load(context, extraCapacity: block.tokens.count + maxTokens))
+    }
+
+    /// The first block, refused when an answer of `maxTokens` after it would run past the model's context.
+    func firstBlock(question: String, contextLength: Int, maxTokens: Int) throws -> (tokens: [Int32], positions: [Int32], options: ForwardOptions) {
         guard maxTokens > 0 else { throw SACError.invalidInput("max tokens must be positive") }
-        let block = firstBlock(question: question, contextLength: context.contextLength)
+        let block = firstBlock(question: question, contextLength: contextLength)
         let lastPosition = Int(block.positions.last!) + maxTokens
         if lastPosition >= model.config.contextLength {
             throw SACError.invalidInput("the answer would reach position \(lastPosition), past the model's context of \(model.config.contextLength) tokens; use a shorter context or fewer max tokens")
         }
-        return (block, try load(context, extraCapacity: block.tokens.count + maxTokens))
+        return block
     }
 }
