@@ -288,17 +288,28 @@ static inline __m256 block_dot16(__m128i w_lo16, __m128i w_hi16, int w_signed, c
     return _mm256_cvtepi32_ps(p);
 }
 
-static float dot_q4_1_q16(const uint8_t *row, const int16_t *xq, const float *xd, const float *xsum, int64_t nb) {
+// Even blocks accumulate into acc0, odd ones into acc1 (two chains hide the FMA latency); the
+// loop takes two blocks a turn, so there is no branch on the block's parity.
+static inline __m256 q4_1_q16_block(const uint8_t *blk, const int16_t *x, float xd, __m256 acc) {
     const __m128i mask = _mm_set1_epi8(0x0f);
+    const __m128i raw = _mm_loadu_si128((const __m128i *)(blk + 4));
+    const __m256 p = block_dot16(_mm_and_si128(raw, mask), _mm_and_si128(_mm_srli_epi16(raw, 4), mask), 0, x);
+    return _mm256_fmadd_ps(_mm256_set1_ps(f16_load(blk) * xd), p, acc);
+}
+
+static float dot_q4_1_q16(const uint8_t *row, const int16_t *xq, const float *xd, const float *xsum, int64_t nb) {
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     float accm = 0.0f;
-    for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *blk = row + b * 20;
-        const __m128i raw = _mm_loadu_si128((const __m128i *)(blk + 4));
-        const __m256 p = block_dot16(_mm_and_si128(raw, mask), _mm_and_si128(_mm_srli_epi16(raw, 4), mask), 0, xq + b * 32);
-        const __m256 sc = _mm256_set1_ps(f16_load(blk) * xd[b]);
-        if (b & 1) acc1 = _mm256_fmadd_ps(sc, p, acc1); else acc0 = _mm256_fmadd_ps(sc, p, acc0);
-        accm += f16_load(blk + 2) * xsum[b];
+    int64_t b = 0;
+    for (; b + 1 < nb; b += 2) {
+        acc0 = q4_1_q16_block(row + b * 20, xq + b * 32, xd[b], acc0);
+        accm = fmaf(f16_load(row + b * 20 + 2), xsum[b], accm);
+        acc1 = q4_1_q16_block(row + (b + 1) * 20, xq + (b + 1) * 32, xd[b + 1], acc1);
+        accm = fmaf(f16_load(row + (b + 1) * 20 + 2), xsum[b + 1], accm);
+    }
+    if (b < nb) {
+        acc0 = q4_1_q16_block(row + b * 20, xq + b * 32, xd[b], acc0);
+        accm = fmaf(f16_load(row + b * 20 + 2), xsum[b], accm);
     }
     return hsum256(_mm256_add_ps(acc0, acc1)) + accm;
 }
@@ -361,20 +372,22 @@ static inline __attribute__((always_inline)) void q4_1_q16_group(const uint8_t *
         acc0[i] = _mm256_setzero_ps(); acc1[i] = _mm256_setzero_ps(); accm[i] = 0.0f;
         q[i] = xq[i]; d_x[i] = xd[i]; s_x[i] = xsum[i];
     }
+    // Two blocks a turn, the even one into acc0 and the odd one into acc1: dot_q4_1_q16's order.
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *blk = row + b * 20;
         const __m128i raw = _mm_loadu_si128((const __m128i *)(blk + 4));
         const __m256i a = _mm256_cvtepu8_epi16(_mm_and_si128(raw, mask));
         const __m256i c = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), mask));
         const float d = f16_load(blk), m = f16_load(blk + 2);
+        const int odd = (int)(b & 1);
         for (int i = 0; i < N; i++) {
             const int16_t *x = q[i] + b * 32;
             const __m256i pi = _mm256_add_epi32(_mm256_madd_epi16(a, _mm256_loadu_si256((const __m256i *)x)),
                                                 _mm256_madd_epi16(c, _mm256_loadu_si256((const __m256i *)(x + 16))));
             const __m256 p = _mm256_cvtepi32_ps(pi);
             const __m256 sc = _mm256_set1_ps(d * d_x[i][b]);
-            if (b & 1) acc1[i] = _mm256_fmadd_ps(sc, p, acc1[i]); else acc0[i] = _mm256_fmadd_ps(sc, p, acc0[i]);
-            accm[i] += m * s_x[i][b];
+            if (odd) acc1[i] = _mm256_fmadd_ps(sc, p, acc1[i]); else acc0[i] = _mm256_fmadd_ps(sc, p, acc0[i]);
+            accm[i] = fmaf(m, s_x[i][b], accm[i]);
         }
     }
     for (int i = 0; i < N; i++) out[i] = hsum256(_mm256_add_ps(acc0[i], acc1[i])) + accm[i];
