@@ -198,6 +198,8 @@ public final class KnowledgeService: Sendable {
     public struct PreparedQuestion: @unchecked Sendable {  // used by one thread at a time
         let prepared: KnowledgeBase.PreparedQuery
         func start() throws -> DecodeSequence { try prepared.start() }
+        /// Starts several at once (one batched prefill of their first blocks).
+        static func start(_ questions: [PreparedQuestion]) throws { try KnowledgeBase.PreparedQuery.start(questions.map(\.prepared)) }
         var sequence: DecodeSequence? { prepared.sequence }
         func noteToken() { prepared.noteToken() }
     }

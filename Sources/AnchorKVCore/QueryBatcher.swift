@@ -103,12 +103,18 @@ public final class QueryBatcher: Sendable {
             let joining = shared.joining
             shared.joining.removeAll()
             shared.condition.unlock()
-            for e in joining {
-                do {
-                    _ = try e.question.start()
-                    active.append(e)
-                } catch {
-                    e.done(error)
+            // The joiners' first blocks in one batched prefill; should it fail, each alone, so
+            // that one bad question fails by itself.
+            if (try? KnowledgeService.PreparedQuestion.start(joining.map(\.question))) != nil {
+                active += joining
+            } else {
+                for e in joining {
+                    do {
+                        _ = try e.question.start()
+                        active.append(e)
+                    } catch {
+                        e.done(error)
+                    }
                 }
             }
             if active.isEmpty { continue }

@@ -374,6 +374,26 @@ public final class KnowledgeBase: Sendable {
             return s
         }
 
+        /// `start` for several queries at once: their first blocks in one batched prefill.
+        public static func start(_ queries: [PreparedQuery]) throws {
+            let waiting = queries.filter { $0.sequence == nil && $0.context != nil }
+            if waiting.count < 2 {
+                for q in waiting { _ = try q.start() }
+                return
+            }
+            let requests = waiting.map { SACDecoder.StartRequest(decoder: $0.decoder, context: $0.context!, question: $0.question,
+                                                                 maxTokens: $0.maxTokens, sampling: $0.sampling) }
+            let sequences = try SACDecoder.start(requests)
+            let now = DispatchTime.now().uptimeNanoseconds
+            for (q, s) in zip(waiting, sequences) {
+                q.context = nil
+                q.loadSeconds += s.loadSeconds
+                q.prefillSeconds = s.prefillSeconds
+                q.decodeFrom = now
+                q.sequence = s
+            }
+        }
+
         /// Marks an answer token as delivered (the first one sets the time to first token).
         public func noteToken() {
             if firstTokenAt == nil { firstTokenAt = DispatchTime.now().uptimeNanoseconds }

@@ -232,23 +232,31 @@ public final class InferenceSession {
                 }
                 return
             }
-            // Long blocks: sgemm per head over query chunks; a causal chunk only reads the keys it can see.
+            // Long blocks: sgemm per head over query chunks, heads split over the kernel pool;
+            // a causal chunk only reads the keys it can see.
             let chunk = 256
-            if scores.count < chunk * maxVisible { scores = FloatBuffer(count: chunk * maxVisible, zeroed: false) }
-            let sc = scores.pointer
-            for hh in 0..<c.headCount {
-                let g = hh / group
-                var c0 = 0
-                while c0 < rows {
-                    let n = min(chunk, rows - c0)
-                    let width = Int((c0..<c0 + n).map { visPtr[$0] }.max()!)
-                    BLAS.gemmTransB(m: n, n: width, k: hd, alpha: scale, a: q + c0 * qd + hh * hd, lda: qd,
-                                    b: K + g * hd, ldb: kvd, c: sc, ldc: width)
-                    // Inline: between two multi-threaded sgemm calls, handing rows to other threads costs more than it saves.
-                    for r in 0..<n { akv_softmax_prefix(sc + r * width, visPtr[c0 + r], Int64(width)) }
-                    BLAS.gemm(m: n, n: hd, k: width, a: sc, lda: width, b: V + g * hd, ldb: kvd,
-                              c: out + c0 * qd + hh * hd, ldc: qd)
-                    c0 += n
+            let perWorker = chunk * maxVisible
+            if scores.count < Parallel.workers * perWorker { scores = FloatBuffer(count: Parallel.workers * perWorker, zeroed: false) }
+            let scoreBase = UncheckedSendable(scores.pointer)
+            let headCount = c.headCount, workers = Parallel.workers
+            Parallel.forRanges(headCount) { heads in
+                // Parts are contiguous, at most one per worker: part p starts at floor(H p / P), so
+                // ceil(start P / H) is p, the part's own scratch.
+                let part = (heads.lowerBound * workers + headCount - 1) / headCount
+                let sc = scoreBase.value + part * perWorker
+                for hh in heads {
+                    let g = hh / group
+                    var c0 = 0
+                    while c0 < rows {
+                        let n = min(chunk, rows - c0)
+                        let width = Int((c0..<c0 + n).map { visPtr[$0] }.max()!)
+                        BLAS.gemmTransB(m: n, n: width, k: hd, alpha: scale, a: q + c0 * qd + hh * hd, lda: qd,
+                                        b: K + g * hd, ldb: kvd, c: sc, ldc: width)
+                        for r in 0..<n { akv_softmax_prefix(sc + r * width, visPtr[c0 + r], Int64(width)) }
+                        BLAS.gemm(m: n, n: hd, k: width, a: sc, lda: width, b: V + g * hd, ldb: kvd,
+                                  c: out + c0 * qd + hh * hd, ldc: qd)
+                        c0 += n
+                    }
                 }
             }
         }
@@ -319,5 +327,118 @@ extension InferenceSession {
         let logits = FloatBuffer(count: B * c.vocabSize, zeroed: false)
         w.lmHead.applyIndependentRows(h, rows: B, out: logits.pointer, integerDot: false)
         return (0..<B).map { Array(UnsafeBufferPointer(start: logits.pointer + $0 * c.vocabSize, count: c.vocabSize)) }
+    }
+}
+
+// MARK: batched prefill
+
+extension InferenceSession {
+    /// The first blocks of several sequences in one pass (sequences joining a batch together):
+    /// the blocks' rows go through each weight matrix as one matrix (one sgemm for all, which is
+    /// far faster per row than a short block alone), attention runs per session against its own
+    /// cache and positions. Each block is causal with its last row's logits as the output, as
+    /// `forward` gives them by default; `options` may set positions and embedding replacements
+    /// (SAC's [LM]), nothing else. Returns each session's logits [vocab], the values its own
+    /// `forward(tokens, options:)` returns (a test checks them).
+    public static func prefill(_ sessions: [InferenceSession], blocks: [(tokens: [Int32], options: ForwardOptions)]) throws -> [[Float]] {
+        guard sessions.count == blocks.count else { throw LLMError.invalidInput("\(sessions.count) sessions for \(blocks.count) blocks") }
+        guard Set(sessions.map(ObjectIdentifier.init)).count == sessions.count else {
+            throw LLMError.invalidInput("a session appears twice in one batched prefill")
+        }
+        // One block alone, or a block of one row (a single row takes the decode kernels in `forward`): as `forward` does it.
+        if sessions.count == 1 || blocks.contains(where: { $0.tokens.count < 2 }) {
+            return try zip(sessions, blocks).map { try $0.forward($1.tokens, options: $1.options).logits }
+        }
+        let model = sessions[0].model
+        guard sessions.allSatisfy({ $0.model === model }) else { throw LLMError.invalidInput("a batched prefill needs sessions of one model") }
+        let c = model.config, w = model.weights
+        let H = c.hiddenSize, qd = c.qDim, kvd = c.kvDim, F = c.intermediateSize, half = c.headDim / 2
+        var offsets: [Int] = [], positions: [Int32] = []
+        for (s, b) in zip(sessions, blocks) {
+            let o = b.options
+            guard o.lora == nil, o.captureRows == nil, o.embeddingAdditions.isEmpty, o.attention == .causal, o.output == .last, o.computeLogits else {
+                throw LLMError.invalidInput("a batched prefill takes causal blocks with positions and embedding replacements only")
+            }
+            if let bad = b.tokens.first(where: { $0 < 0 || Int($0) >= c.vocabSize }) {
+                throw LLMError.invalidInput("token id \(bad) is outside the vocabulary (0..<\(c.vocabSize))")
+            }
+            let T = b.tokens.count
+            let p = o.positions ?? (0..<T).map { s.cache.nextPosition + Int32($0) }
+            guard p.count == T else { throw LLMError.invalidInput("\(p.count) positions for \(T) tokens") }
+            for rep in o.embeddingReplacements where rep.row < 0 || rep.row >= T || rep.vector.count != H {
+                throw LLMError.invalidInput("embedding vector for row \(rep.row) with \(rep.vector.count) values (need row < \(T), \(H) values)")
+            }
+            offsets.append(positions.count)
+            positions += p
+        }
+        let S = sessions.count, R = positions.count
+        let lengths = blocks.map(\.tokens.count)
+        let lastRows = (0..<S).map { offsets[$0] + lengths[$0] - 1 }
+        let X = FloatBuffer(count: R * H), Hs = FloatBuffer(count: R * H), Q = FloatBuffer(count: R * qd), A = FloatBuffer(count: R * qd)
+        let Kb = FloatBuffer(count: R * kvd), Vb = FloatBuffer(count: R * kvd)
+        let G = FloatBuffer(count: R * F), U = FloatBuffer(count: R * F)
+        let cos = FloatBuffer(count: R * half), sin = FloatBuffer(count: R * half)
+        let x = X.pointer, h = Hs.pointer, q = Q.pointer, attn = A.pointer
+        let P = sessions.map { $0.cache.count }
+        for (i, s) in sessions.enumerated() { s.cache.reserve(P[i] + lengths[i]) }
+        for (i, b) in blocks.enumerated() {
+            for (r, t) in b.tokens.enumerated() { w.embedding.lookup(t, into: x + (offsets[i] + r) * H) }
+            for rep in b.options.embeddingReplacements {
+                rep.vector.withUnsafeBufferPointer { (x + (offsets[i] + rep.row) * H).update(from: $0.baseAddress!, count: H) }
+            }
+        }
+        model.rope.table(positions: positions, cos: cos.pointer, sin: sin.pointer)
+
+        for l in 0..<c.layerCount {
+            let lw = w.layers[l]
+            let isLast = l == c.layerCount - 1
+            Kernels.rmsNorm(x, weight: lw.attnNorm.pointer, out: h, rows: R, n: H, eps: c.rmsNormEps)
+            lw.k.apply(h, rows: R, out: Kb.pointer)
+            lw.v.apply(h, rows: R, out: Vb.pointer)
+            model.rope.apply(Kb.pointer, rows: R, ld: kvd, heads: c.kvHeadCount, cos: cos.pointer, sin: sin.pointer)
+            for (i, s) in sessions.enumerated() {
+                (s.cache.keys(layer: l) + P[i] * kvd).update(from: Kb.pointer + offsets[i] * kvd, count: lengths[i] * kvd)
+                (s.cache.values(layer: l) + P[i] * kvd).update(from: Vb.pointer + offsets[i] * kvd, count: lengths[i] * kvd)
+            }
+            lw.q.apply(h, rows: R, out: q)
+            model.rope.apply(q, rows: R, ld: qd, heads: c.headCount, cos: cos.pointer, sin: sin.pointer)
+            var rows = R
+            if isLast {
+                // Only each block's last row needs the last layer's attention and MLP.
+                for (i, r) in lastRows.enumerated() where i != r {
+                    (x + i * H).update(from: x + r * H, count: H)
+                    (q + i * qd).update(from: q + r * qd, count: qd)
+                }
+                rows = S
+                for (i, s) in sessions.enumerated() {
+                    s.attention(layer: l, q: q + i * qd, rows: 1, visible: [Int64(P[i] + lengths[i])], out: attn + i * qd)
+                }
+            } else {
+                for (i, s) in sessions.enumerated() {
+                    let visible = (0..<lengths[i]).map { Int64(P[i] + $0 + 1) }
+                    s.attention(layer: l, q: q + offsets[i] * qd, rows: lengths[i], visible: visible, out: attn + offsets[i] * qd)
+                }
+            }
+            // The last layer's rows are one per block, which `forward` runs through the decode
+            // kernels (one row): `applyIndependentRows` gives each exactly that.
+            func linear(_ layer: Linear, _ input: UnsafeMutablePointer<Float>, _ out: UnsafeMutablePointer<Float>, accumulate: Bool = false) {
+                if isLast { layer.applyIndependentRows(input, rows: rows, out: out, accumulate: accumulate) }
+                else { layer.apply(input, rows: rows, out: out, accumulate: accumulate) }
+            }
+            linear(lw.o, attn, x, accumulate: true)
+            Kernels.rmsNorm(x, weight: lw.ffnNorm.pointer, out: h, rows: rows, n: H, eps: c.rmsNormEps)
+            linear(lw.gate, h, G.pointer)
+            linear(lw.up, h, U.pointer)
+            Kernels.siluMul(G.pointer, U.pointer, count: rows * F)
+            linear(lw.down, G.pointer, x, accumulate: true)
+        }
+        for (i, s) in sessions.enumerated() {
+            s.cache.commit(rows: lengths[i])
+            s.cache.nextPosition = positions[offsets[i] + lengths[i] - 1] + 1
+        }
+        Kernels.rmsNorm(x, weight: w.outputNorm.pointer, out: h, rows: S, n: H, eps: c.rmsNormEps)
+        let logits = FloatBuffer(count: S * c.vocabSize, zeroed: false)
+        w.lmHead.applyIndependentRows(h, rows: S, out: logits.pointer, integerDot: false)
+        return (0..<S).map { Array(UnsafeBufferPointer(start: logits.pointer + $0 * c.vocabSize, count: c.vocabSize)) }
     }
 }

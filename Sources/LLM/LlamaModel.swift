@@ -42,7 +42,9 @@ public final class LlamaModel: Sendable {
         stopTokens = stops
         self.source = source
         self.name = name
-        BLAS.setThreads(Parallel.workers)
+        // All threading goes through the kernel pool (Parallel): OpenBLAS's own threads spin
+        // (sched_yield) after every call and, on few cores, stole time from the pool's work.
+        BLAS.setThreads(1)
     }
 
     /// Loads a GGUF file, or a Hugging Face directory (config.json + *.safetensors + tokenizer.json).

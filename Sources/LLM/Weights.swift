@@ -48,8 +48,14 @@ public final class Linear: Sendable {
             }
             return
         }
-        BLAS.gemmTransB(m: rows, n: outFeatures, k: inFeatures, a: x, lda: inFeatures, b: weight!.pointer, ldb: inFeatures,
-                        beta: accumulate ? 1 : 0, c: out, ldc: outFeatures)
+        // Output features split over the kernel pool, one single-threaded sgemm per part (see
+        // LlamaModel: OpenBLAS runs no threads of its own, whose spinning after each call took
+        // a core from the decode kernels).
+        let w = weight!.pointer
+        Parallel.forRanges(outFeatures, minPerWorker: 64) { part in
+            BLAS.gemmTransB(m: rows, n: part.count, k: inFeatures, a: x, lda: inFeatures, b: w + part.lowerBound * inFeatures, ldb: inFeatures,
+                            beta: accumulate ? 1 : 0, c: out + part.lowerBound, ldc: outFeatures)
+        }
     }
 
     /// `rows` independent single-token steps (batched decode of different sequences): row i of

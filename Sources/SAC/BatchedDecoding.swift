@@ -70,6 +70,46 @@ extension SACDecoder {
         return s
     }
 
+    /// What `start` needs for one sequence, for starting several at once.
+    public struct StartRequest {
+        public let decoder: SACDecoder
+        public let context: CompressedContext
+        public let question: String
+        public let maxTokens: Int
+        public let sampling: SamplingParameters
+        public init(decoder: SACDecoder, context: CompressedContext, question: String, maxTokens: Int, sampling: SamplingParameters) {
+            self.decoder = decoder; self.context = context; self.question = question; self.maxTokens = maxTokens; self.sampling = sampling
+        }
+    }
+
+    /// Starts several sequences (of any decoders of one base model) at once: each context goes
+    /// into its own session, then all first blocks run as one batched prefill
+    /// (`InferenceSession.prefill`). Each sequence is the one `start` makes for its request.
+    public static func start(_ requests: [StartRequest]) throws -> [DecodeSequence] {
+        if requests.count == 1 {
+            let r = requests[0]
+            return [try r.decoder.start(r.context, question: r.question, maxTokens: r.maxTokens, sampling: r.sampling)]
+        }
+        var prepared: [(block: (tokens: [Int32], positions: [Int32], options: ForwardOptions), session: InferenceSession)] = []
+        var loadSeconds: [Double] = []
+        for r in requests {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            prepared.append(try r.decoder.prepare(r.context, question: r.question, maxTokens: r.maxTokens))
+            loadSeconds.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+        }
+        let t1 = DispatchTime.now().uptimeNanoseconds
+        let logits = try InferenceSession.prefill(prepared.map(\.session), blocks: prepared.map { ($0.block.tokens, $0.block.options) })
+        let prefillSeconds = Double(DispatchTime.now().uptimeNanoseconds - t1) / 1e9
+        return requests.indices.map { i in
+            let r = requests[i], p = prepared[i]
+            let s = DecodeSequence(session: p.session, logits: logits[i], maxTokens: r.maxTokens, stopTokens: r.decoder.stopTokens,
+                                   sampling: r.sampling, questionTokens: p.block.tokens.count)
+            s.loadSeconds = loadSeconds[i]
+            s.prefillSeconds = prefillSeconds
+            return s
+        }
+    }
+
     /// One step of continuous batching: each unfinished sequence samples its next token, then the
     /// ones that go on share one batched forward step (`InferenceSession.step`). Returns the token
     /// each sequence produced at this step (nil: it had ended, or ended here at a stop token).

@@ -65,7 +65,7 @@ final class QueryBatcherTests: XCTestCase {
         for (i, p) in prepared.enumerated() {
             group.enter()
             batcher.submit(p, onToken: { _ in
-                streamed.value[i, default: 0] += 1
+                streamed.mutate { $0[i, default: 0] += 1 }
                 return true
             }, done: { e in
                 XCTAssertNil(e, "question \(i)")
@@ -74,7 +74,7 @@ final class QueryBatcherTests: XCTestCase {
         }
         group.wait()
         let batched = LockedBox<[Int: Answer]>([:])
-        for (i, p) in prepared.enumerated() { batched.value[i] = try service.finish(p) }
+        for (i, p) in prepared.enumerated() { batched.mutate { $0[i] = try? service.finish(p) } }
         for (i, a) in alone.enumerated() {
             let b = try XCTUnwrap(batched.value[i], "question \(i)")
             XCTAssertEqual(b.answer, a.answer, "question \(i): \(questions[i].text)")
@@ -90,7 +90,14 @@ final class QueryBatcherTests: XCTestCase {
 
         // Asked from threads of their own, each preparing as it comes: the same answers.
         let asked = LockedBox<[Int: Answer]>([:])
-        inThreads(questions.count) { i in asked.value[i] = try? batcher.query(questions[i]) }
+        inThreads(questions.count) { i in
+            do {
+                let a = try batcher.query(questions[i])
+                asked.mutate { $0[i] = a }
+            } catch {
+                XCTFail("question \(i): \(error)")
+            }
+        }
         XCTAssertEqual((0..<questions.count).map { asked.value[$0]?.answer }, alone.map(\.answer))
     }
 
@@ -112,7 +119,7 @@ final class QueryBatcherTests: XCTestCase {
                 seen.value += 1
                 return i != 0 || seen.value < 2  // question 0 stops after its second token
             }
-            results.value[i] = a
+            results.mutate { $0[i] = a }
         }
         XCTAssertEqual(results.value[0]?.answerTokens, 2)
         XCTAssertEqual(results.value[1]?.answer, full.answer)

@@ -33,6 +33,41 @@ final class BatchedDecodingTests: XCTestCase {
         XCTAssertTrue(try together[2].forward([5]).logits == alone[2].forward([5]).logits)
     }
 
+    /// Blocks of several sessions in one batched prefill: each session's logits and cache are
+    /// bitwise what its own forward gives (blocks short and long enough for both attention paths,
+    /// a replaced embedding and explicit positions, caches of different lengths).
+    func testABatchedPrefillGivesEachSessionTheLogitsItsOwnForwardGives() throws {
+        let model = try DefaultModel.load()
+        let H = model.config.hiddenSize
+        let histories: [[Int32]] = [model.tokenizer.encode("The Danube rises in the Black Forest"), [],
+                                    model.tokenizer.encode("John Smeaton built the third lighthouse"),
+                                    model.tokenizer.encode("Karl von Frisch decoded the waggle dance, which tells other bees where")]
+        let long = Array(model.tokenizer.encode(String(repeating: "Honey bees live in colonies with one queen. ", count: 4)).prefix(40))
+        var replaced = ForwardOptions()
+        replaced.embeddingReplacements = [(row: 0, vector: (0..<H).map { Float(($0 % 7) - 3) * 0.01 })]
+        replaced.positions = (0..<5).map { 100 + Int32($0) }
+        let blocks: [(tokens: [Int32], options: ForwardOptions)] = [
+            (model.tokenizer.encode("Where does it rise?"), ForwardOptions()), (long, ForwardOptions()),
+            ([1, 200, 3_000, 4, 5], replaced), (model.tokenizer.encode("How"), ForwardOptions()),
+        ]
+        func sessions() throws -> [InferenceSession] {
+            try histories.map { h in
+                let s = model.makeSession(capacity: 256)
+                if !h.isEmpty { _ = try s.forward(h) }
+                return s
+            }
+        }
+        let alone = try sessions(), together = try sessions()
+        let expected = try zip(alone, blocks).map { try $0.0.forward($0.1.tokens, options: $0.1.options).logits }
+        let got = try InferenceSession.prefill(together, blocks: blocks)
+        for i in 0..<blocks.count {
+            XCTAssertTrue(got[i] == expected[i], "session \(i): the batched prefill's logits differ from its own forward's")
+            XCTAssertEqual(together[i].cache.count, alone[i].cache.count)
+            XCTAssertEqual(together[i].cache.nextPosition, alone[i].cache.nextPosition)
+            XCTAssertTrue(try together[i].forward([7]).logits == alone[i].forward([7]).logits, "session \(i): the caches differ")
+        }
+    }
+
     func testGreedyAnswersBatchedAndAloneAreTheSameTokenByToken() throws {
         let model = try DefaultModel.load()
         let r5 = try SACAdapter.load(path: Goldens.path("sac-adapter-r5.safetensors"), for: model)
@@ -61,7 +96,11 @@ final class BatchedDecodingTests: XCTestCase {
             all[i] = s
             live.append(s)
         }
-        try join(0); try join(1)
+        // The first two start together (one batched prefill of their first blocks).
+        let firstTwo = try SACDecoder.start((0..<2).map {
+            SACDecoder.StartRequest(decoder: contexts[$0].0, context: contexts[$0].1, question: cases[$0].3, maxTokens: cases[$0].4, sampling: .greedy)
+        })
+        for (i, s) in firstTwo.enumerated() { all[i] = s; live.append(s) }
         var steps = 0, widest = 0
         while !live.isEmpty {
             if steps == 2 { try join(2) }
