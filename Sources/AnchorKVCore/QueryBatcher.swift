@@ -91,31 +91,52 @@ public final class QueryBatcher: Sendable {
         return try service.finish(p)
     }
 
+    /// Joiners started together as soon as this many wait...
+    static let joinBatch = 3
+    /// ...or the oldest has waited this many steps (each ~30-60 ms at a batch of 8 on 2 cores).
+    static let joinWaitSteps = 2
+
+    /// The joiners' first blocks in one batched prefill; should that fail, each alone, so that
+    /// one bad question fails by itself.
+    private static func start(_ joining: [Entry], into active: inout [Entry]) {
+        if (try? KnowledgeService.PreparedQuestion.start(joining.map(\.question))) != nil {
+            active += joining
+            return
+        }
+        for e in joining {
+            do {
+                _ = try e.question.start()
+                active.append(e)
+            } catch {
+                e.done(error)
+            }
+        }
+    }
+
     private static func decodeLoop(_ shared: Shared, onStep: (@Sendable (Int) -> Void)?) {
         var active: [Entry] = []
+        // Joiners not started yet, and the steps the oldest of them has waited.
+        var held: [Entry] = []
+        var heldSteps = 0
         while true {
             shared.condition.lock()
-            while active.isEmpty && shared.joining.isEmpty && !shared.stopped { shared.condition.wait() }
-            if shared.stopped && active.isEmpty && shared.joining.isEmpty {
+            while active.isEmpty && held.isEmpty && shared.joining.isEmpty && !shared.stopped { shared.condition.wait() }
+            if shared.stopped && active.isEmpty && held.isEmpty && shared.joining.isEmpty {
                 shared.condition.unlock()
                 return
             }
-            let joining = shared.joining
+            held += shared.joining
             shared.joining.removeAll()
             shared.condition.unlock()
-            // The joiners' first blocks in one batched prefill; should it fail, each alone, so
-            // that one bad question fails by itself.
-            if (try? KnowledgeService.PreparedQuestion.start(joining.map(\.question))) != nil {
-                active += joining
-            } else {
-                for e in joining {
-                    do {
-                        _ = try e.question.start()
-                        active.append(e)
-                    } catch {
-                        e.done(error)
-                    }
-                }
+            // A prefill reads every weight whatever its rows, so joiners that arrive one by one
+            // while others decode wait a few steps for company and then share one prefill. With
+            // nothing decoding they start at once.
+            if !held.isEmpty && (active.isEmpty || held.count >= joinBatch || heldSteps >= joinWaitSteps) {
+                start(held, into: &active)
+                held.removeAll()
+                heldSteps = 0
+            } else if !held.isEmpty {
+                heldSteps += 1
             }
             if active.isEmpty { continue }
 

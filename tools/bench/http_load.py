@@ -222,28 +222,58 @@ def table(rows):
     return "\n".join(out)
 
 
-def plot(rows, path):
+def summarize(rows):
+    """One entry per (batching, ingest, clients): queries/s and p99 as min and median over repeats."""
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["batching"], r["ingest"] is not None, r["clients"]), []).append(r)
+    out = []
+    for (batching, ingest, clients), rs in sorted(groups.items(), key=lambda kv: (not kv[0][0], kv[0][1], kv[0][2])):
+        qps = [r["queries_per_s"] for r in rs]
+        p99 = [r["latency_ms"]["p99"] for r in rs]
+        p50 = [r["latency_ms"]["p50"] for r in rs]
+        out.append({"batching": batching, "ingest": ingest, "clients": clients, "repeats": len(rs), "max_tokens": rs[0]["max_tokens"],
+                    "queries_per_s_min": min(qps), "queries_per_s_median": statistics.median(qps),
+                    "p50_ms_median": statistics.median(p50), "p99_ms_min": min(p99), "p99_ms_median": statistics.median(p99),
+                    "errors": sum(r["query_errors"] for r in rs),
+                    "ingest_tokens_per_s_median": statistics.median([r["ingest"]["tokens_per_s"] for r in rs]) if ingest else None,
+                    "mean_batch_median": statistics.median([r["mean_batch"] for r in rs]) if all(r.get("mean_batch") for r in rs) else None})
+    return out
+
+
+def summary_table(summary):
+    out = ["| batching | concurrent ingest | clients | queries/s min / median | p50 median | p99 min / median | errors | ingest tokens/s | mean decode batch |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for s in summary:
+        out.append("| %s | %s | %d | %.2f / %.2f | %.0f ms | %.0f / %.0f ms | %d | %s | %s |" % (
+            "on" if s["batching"] else "off", "yes" if s["ingest"] else "no", s["clients"], s["queries_per_s_min"], s["queries_per_s_median"],
+            s["p50_ms_median"], s["p99_ms_min"], s["p99_ms_median"], s["errors"],
+            "%.0f" % s["ingest_tokens_per_s_median"] if s["ingest"] else "-", "%.2f" % s["mean_batch_median"] if s["mean_batch_median"] else "-"))
+    return "\n".join(out)
+
+
+def plot(summary, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
     for batching in (True, False):
         for ingest in (False, True):
-            sel = sorted((r for r in rows if r["batching"] == batching and (r["ingest"] is not None) == ingest), key=lambda r: r["clients"])
+            sel = sorted((r for r in summary if r["batching"] == batching and r["ingest"] == ingest), key=lambda r: r["clients"])
             if not sel:
                 continue
             label = "batching %s%s" % ("on" if batching else "off", ", with ingest" if ingest else "")
             style = ("-" if batching else "--") + ("s" if ingest else "o")
             xs = [r["clients"] for r in sel]
-            a1.plot(xs, [r["queries_per_s"] for r in sel], style, label=label)
-            a2.plot(xs, [r["latency_ms"]["p99"] for r in sel], style, label=label)
+            a1.plot(xs, [r["queries_per_s_median"] for r in sel], style, label=label)
+            a2.plot(xs, [r["p99_ms_median"] for r in sel], style, label=label)
     for ax, title in ((a1, "throughput (queries/s)"), (a2, "p99 latency (ms)")):
         ax.set_xscale("log", base=2)
         ax.set_xlabel("concurrent clients")
         ax.set_title(title)
         ax.grid(True, alpha=0.3)
     a1.legend(fontsize=8)
-    fig.suptitle("anchorkv serve on loopback, %d-token answers" % rows[0]["max_tokens"], fontsize=10)
+    fig.suptitle("anchorkv serve on loopback, %d-token answers (median of %d runs per point)" % (summary[0]["max_tokens"], summary[0]["repeats"]), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -256,6 +286,7 @@ def main():
     ap.add_argument("--clients", default="8", help="concurrent query clients, or a comma list to sweep (e.g. 1,2,4,8,16)")
     ap.add_argument("--duration", type=float, default=60.0, help="seconds of load per measurement")
     ap.add_argument("--max-requests", type=int, default=100000, help="stop a measurement after this many queries")
+    ap.add_argument("--repeats", type=int, default=1, help="measurements per point (the summary gives min and median)")
     ap.add_argument("--max-tokens", type=int, default=16)
     ap.add_argument("-k", type=int, default=2)
     ap.add_argument("--no-ingest", action="store_true", help="no concurrent ingest")
@@ -291,15 +322,17 @@ def main():
             base = corpus_docs()
             for ingest in ingest_modes:
                 for clients in client_counts:
-                    steps0 = metric(port, a.token, "anchorkv_decode_batch_size_count") or 0
-                    seqs0 = metric(port, a.token, "anchorkv_decode_batch_size_sum") or 0
-                    r = run_load(port, a.token, clients, a.duration, a.max_requests, a.k, a.max_tokens, ingest, base)
-                    steps = (metric(port, a.token, "anchorkv_decode_batch_size_count") or 0) - steps0
-                    seqs = (metric(port, a.token, "anchorkv_decode_batch_size_sum") or 0) - seqs0
-                    r["batching"] = on
-                    r["mean_batch"] = round(seqs / steps, 2) if steps else None
-                    rows.append(r)
-                    print(table([r]).splitlines()[-1], flush=True)
+                    for rep in range(a.repeats):
+                        steps0 = metric(port, a.token, "anchorkv_decode_batch_size_count") or 0
+                        seqs0 = metric(port, a.token, "anchorkv_decode_batch_size_sum") or 0
+                        r = run_load(port, a.token, clients, a.duration, a.max_requests, a.k, a.max_tokens, ingest, base)
+                        steps = (metric(port, a.token, "anchorkv_decode_batch_size_count") or 0) - steps0
+                        seqs = (metric(port, a.token, "anchorkv_decode_batch_size_sum") or 0) - seqs0
+                        r["batching"] = on
+                        r["repeat"] = rep
+                        r["mean_batch"] = round(seqs / steps, 2) if steps else None
+                        rows.append(r)
+                        print(table([r]).splitlines()[-1], flush=True)
             store_bpt = metric(port, a.token, "anchorkv_store_bytes_per_token")
         finally:
             if server is not None:
@@ -307,14 +340,18 @@ def main():
                 exit_codes.append(server.wait(timeout=120))
     result = {"date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "machine": machine(),
               "store_bytes_per_token": store_bpt, "server_exit_codes": exit_codes, "runs": rows}
+    summary = summarize(rows)
+    result["summary"] = summary
     if a.out:
         with open(a.out, "w") as f:
             json.dump(result, f, indent=2)
             f.write("\n")
     print()
     print(table(rows))
+    print()
+    print(summary_table(summary))
     if a.plot:
-        plot(rows, a.plot)
+        plot(summary, a.plot)
     bad = any(r["query_errors"] or (r["ingest"] is not None and r["ingest"]["errors"]) for r in rows) or any(c != 0 for c in exit_codes)
     sys.exit(1 if bad else 0)
 
