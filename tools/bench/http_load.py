@@ -11,7 +11,7 @@ request goes to 127.0.0.1 only.
 
     python3 tools/bench/http_load.py --binary .build/release/anchorkv --clients 8 --duration 60
     python3 tools/bench/http_load.py --clients 1,2,4,8,16 --compare-batching --both-ingest --duration 20 \\
-        --out docs/bench/http_load.json --plot docs/http-load.png
+        --out docs/bench/http-load-batching.json --plot docs/http-load.png
 """
 import argparse
 import http.client
