@@ -126,7 +126,8 @@ public struct AppConfig: Sendable {
         var top = ConfigSection(obj, path: "")
         if let m = try top.string("model"), !m.isEmpty { model = resolve(m) }
         if let t = try top.int("threads", min: 0), t > 0 { threads = t }
-        if let st = try top.string("store"), !st.isEmpty { storePath = resolve(st) }
+        // A URL (redis://...) stays as written; only a folder resolves against the config's root.
+        if let st = try top.string("store"), !st.isEmpty { storePath = st.contains("://") ? st : resolve(st) }
         if var g = try top.section("generate") {
             if let v = try g.int("max_tokens", min: 1) { maxTokens = v }
             if let v = try g.double("temperature", min: 0) { temperature = Float(v) }

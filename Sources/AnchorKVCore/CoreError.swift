@@ -59,6 +59,7 @@ public struct CoreError: Error, CustomStringConvertible, Sendable, Equatable, En
 
     public static func invalidInput(_ m: String) -> CoreError { CoreError(.invalidInput, m) }
     public static func notFound(_ m: String) -> CoreError { CoreError(.notFound, m) }
+    public static func invalidConfig(_ m: String) -> CoreError { CoreError(.invalidConfig, m) }
     public static func noDocument(_ id: String) -> CoreError { CoreError(.notFound, "no document '\(id)' in the store") }
     public static func noDocuments(_ ids: [String]) -> CoreError {
         CoreError(.notFound, "no document \(ids.map { "'\($0)'" }.joined(separator: ", ")) in the store")

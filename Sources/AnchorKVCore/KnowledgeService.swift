@@ -51,6 +51,7 @@ public final class KnowledgeService: Sendable {
     /// stays answerable when its adapter is the config's.
     /// `model`: an already loaded model to share (tests, several stores in one process).
     public static func open(config: AppConfig, _ options: OpenOptions = OpenOptions(), model: LlamaModel? = nil) throws(CoreError) -> KnowledgeService {
+        let storePath = try config.folderStorePath()  // before the model: a wrong store fails at once
         let model = if let model { model } else { try loadModel(config) }
         let catalog = AdapterCatalog(model: model, config: config)
         guard let dtype = TensorDType(name: options.dtype) else { throw .invalidInput("the dtype must be f16, bf16 or int8, not '\(options.dtype)'") }
@@ -60,7 +61,7 @@ public final class KnowledgeService: Sendable {
             policy = p
         }
         return try CoreError.mapping {
-            let store = try KnowledgeBase.openStore(path: config.storePath, model: model, create: options.create, dtype: dtype)
+            let store = try KnowledgeBase.openStore(path: storePath, model: model, create: options.create, dtype: dtype)
             store.compression = policy
             let choice = options.adapter
             let stored = store.manifest.adapters.keys.compactMap(Int.init).sorted()

@@ -68,7 +68,8 @@ extension KnowledgeService {
 
     /// Opens the configured store for byte-level work: no model is loaded, fingerprints are compared as recorded.
     static func openStoreOnly(_ config: AppConfig) throws(CoreError) -> KVStore {
-        try CoreError.mapping { try KVStore(path: config.storePath, modelFingerprint: nil, modelName: nil, create: false) }
+        let path = try config.folderStorePath()
+        return try CoreError.mapping { try KVStore(path: path, modelFingerprint: nil, modelName: nil, create: false) }
     }
 
     /// Writes the configured store (or some documents) to one snapshot file, without loading the model.
@@ -98,7 +99,7 @@ extension KnowledgeService {
     /// missing, after the whole file verified), without loading the model.
     public static func importSnapshot(config: AppConfig, file: String, onConflict: ConflictPolicy = .fail,
                                       progress: (ImportProgress) -> Void = { _ in }) throws(CoreError) -> ImportResult {
-        let path = config.storePath
+        let path = try config.folderStorePath()
         let store = try CoreError.mapping {
             if FileManager.default.fileExists(atPath: (path as NSString).appendingPathComponent("CURRENT")) {
                 return try KVStore(path: path, modelFingerprint: nil, modelName: nil, create: false)
