@@ -87,7 +87,7 @@ let package = Package(
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftChecked),
         // Fuzz targets: every file and request reader an attacker reaches, one entry each.
-        .target(name: "FuzzTargets", dependencies: ["HTTPService", "AnchorKVCore", "KVStore", "LLM", "ModelFormats", "SAC", "Snapshots", "Tokenizer"],
+        .target(name: "FuzzTargets", dependencies: ["HTTPService", "AnchorKVCore", "KVStore", "LLM", "ModelFormats", "RedisCluster", "SAC", "Snapshots", "Tokenizer"],
                 swiftSettings: swiftChecked),
         // libFuzzer's driver, weakly linked: only the fuzzing build (tools/fuzz/run.sh) links libFuzzer.
         .target(name: "CFuzzDriver"),

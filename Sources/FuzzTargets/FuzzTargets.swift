@@ -4,6 +4,7 @@ import AnchorKVCore
 import KVStore
 import LLM
 import ModelFormats
+import RedisCluster
 import SAC
 import Snapshots
 import Tokenizer
@@ -21,6 +22,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case tensorRecord = "tensor-record"
     case tokenizerJSON = "tokenizer-json"
     case httpBody = "http-body"
+    case resp
 
     /// What one input exercises, for --help and the docs.
     public var summary: String {
@@ -32,6 +34,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .tensorRecord: return "one stored tensor record: header, sizes, LZ4 payload, positions and decode"
         case .tokenizerJSON: return "a tokenizer.json: vocabulary, merges, pre-tokenizer, added tokens, then an encode/decode round"
         case .httpBody: return "a JSON request body, parsed as every route that takes one (ingest, query, chat completions, export, compact)"
+        case .resp: return "bytes from a Redis Cluster node: RESP2 replies decoded one after another (accepted when they decode whole)"
         }
     }
 
@@ -74,6 +77,15 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
                     if (try? RequestBodies.check(route, body: body, config: context.serviceConfig, modelID: "SmolLM2-135M-Instruct")) != nil { accepted = true }
                 }
                 return accepted
+            case .resp:
+                var rest = [UInt8](data)[...]
+                var values = 0
+                while let (v, n) = try RESPDecoder().decode(rest) {
+                    _ = v.errorCode
+                    rest = rest.dropFirst(n)
+                    values += 1
+                }
+                return values > 0 && rest.isEmpty
             }
             return true
         } catch {

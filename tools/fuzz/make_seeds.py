@@ -104,18 +104,40 @@ def frames(path):
     return out
 
 
+def resp_seeds(d):
+    """Replies a Redis Cluster sends (RESP2), one value per file."""
+    def bulk(b):
+        return b"$%d\r\n%s\r\n" % (len(b), b)
+
+    def arr(*items):
+        return b"*%d\r\n" % len(items) + b"".join(items)
+
+    node = lambda host, port, nid: arr(bulk(host), b":%d\r\n" % port, bulk(nid))  # noqa: E731
+    seeds = {
+        "cluster-slots": arr(arr(b":0\r\n", b":5460\r\n", node(b"127.0.0.1", 7000, b"a" * 40), node(b"127.0.0.1", 7003, b"b" * 40)),
+                             arr(b":5461\r\n", b":10922\r\n", node(b"127.0.0.1", 7001, b"c" * 40))),
+        "moved": b"-MOVED 3999 127.0.0.1:7002\r\n",
+        "exec": arr(b"+OK\r\n", b":1\r\n", bulk(bytes(range(256))), b"$-1\r\n", b"*-1\r\n", arr()),
+        "wait": b":1\r\n",
+    }
+    for name, data in seeds.items():
+        with open(os.path.join(d, "seed-%s.resp" % name), "wb") as f:
+            f.write(data)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--anchorkv", default=os.path.join(ROOT, ".build/release/anchorkv"))
     args = ap.parse_args()
     dirs = {t: os.path.join(CORPUS, t) for t in
-            ["gguf", "safetensors", "kv-file", "snapshot", "tensor-record", "tokenizer-json", "http-body"]}
+            ["gguf", "safetensors", "kv-file", "snapshot", "tensor-record", "tokenizer-json", "http-body", "resp"]}
     for d in dirs.values():
         os.makedirs(d, exist_ok=True)
         for f in os.listdir(d):
             if f.startswith("seed-"):
                 os.unlink(os.path.join(d, f))
 
+    resp_seeds(dirs["resp"])
     gguf_seed(os.path.join(dirs["gguf"], "seed-tiny-llama.gguf"))
     shutil.copy(os.path.join(ROOT, "Tests/SACTests/Goldens/tiny-adapter-r51.safetensors"), os.path.join(dirs["safetensors"], "seed-tiny-adapter-r51.safetensors"))
     shutil.copy(os.path.join(ROOT, "Tests/TokenizerTests/Goldens/tiny-llama3-tokenizer.json"), os.path.join(dirs["tokenizer-json"], "seed-tiny-llama3.json"))
