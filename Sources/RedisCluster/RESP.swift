@@ -61,17 +61,18 @@ public struct RESPDecoder: Sendable {
     public let limits: Limits
     public init(limits: Limits = Limits()) { self.limits = limits }
 
-    /// Decodes one value from the start of `bytes`: the value and the bytes it took, or nil when
-    /// more bytes are needed.
-    public func decode(_ bytes: ArraySlice<UInt8>) throws(Failure) -> (value: RESPValue, consumed: Int)? {
+    /// Decodes one value from the start of `bytes` (an array, a slice, a NIO buffer's view): the
+    /// value and the bytes it took, or nil when more bytes are needed. Nothing is copied until a
+    /// value is complete, so a large reply arriving in pieces costs one scan of its headers.
+    public func decode<Bytes: RandomAccessCollection>(_ bytes: Bytes) throws(Failure) -> (value: RESPValue, consumed: Int)?
+        where Bytes.Element == UInt8, Bytes.Index == Int {
         var i = bytes.startIndex
         guard let v = try value(bytes, &i, depth: 0) else { return nil }
         return (v, i - bytes.startIndex)
     }
 
-    public func decode(_ bytes: [UInt8]) throws(Failure) -> (value: RESPValue, consumed: Int)? { try decode(bytes[...]) }
-
-    private func line(_ b: ArraySlice<UInt8>, _ i: inout Int) throws(Failure) -> ArraySlice<UInt8>? {
+    private func line<Bytes: RandomAccessCollection>(_ b: Bytes, _ i: inout Int) throws(Failure) -> Bytes.SubSequence?
+        where Bytes.Element == UInt8, Bytes.Index == Int {
         var j = i
         while j < b.endIndex {
             if b[j] == 13 {
@@ -88,14 +89,15 @@ public struct RESPDecoder: Sendable {
         return nil
     }
 
-    private func integer(_ l: ArraySlice<UInt8>) throws(Failure) -> Int64 {
+    private func integer<Line: Collection>(_ l: Line) throws(Failure) -> Int64 where Line.Element == UInt8 {
         guard !l.isEmpty, l.count <= 20, let n = Int64(String(decoding: l, as: UTF8.self)) else {
             throw .malformed("'\(String(decoding: l.prefix(32), as: UTF8.self))' is not an integer")
         }
         return n
     }
 
-    private func value(_ b: ArraySlice<UInt8>, _ i: inout Int, depth: Int) throws(Failure) -> RESPValue? {
+    private func value<Bytes: RandomAccessCollection>(_ b: Bytes, _ i: inout Int, depth: Int) throws(Failure) -> RESPValue?
+        where Bytes.Element == UInt8, Bytes.Index == Int {
         guard i < b.endIndex else { return nil }
         let type = b[i]
         var j = i + 1
