@@ -52,7 +52,9 @@ let package = Package(
         // RocksDB store: key schema, tensor codec (fp16/bf16/int8, LZ4), checksums, atomic writes.
         .target(name: "KVStore", dependencies: ["CRocksDB", "CLZ4", "CKernels", "Digest"], swiftSettings: swiftChecked),
         // Redis Cluster protocol pieces (RESP codec, key slots); knows nothing of AnchorKV's data.
-        .target(name: "RedisCluster", swiftSettings: swiftChecked),
+        .target(name: "RedisCluster",
+                dependencies: [.product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")],
+                swiftSettings: swiftChecked),
         // Ingest / query orchestration over the store and the SAC engine; lexical retrieval.
         .target(name: "KnowledgeBase", dependencies: ["KVStore", "SAC", "LLM", "Digest"], swiftSettings: swiftChecked),
         // Answer-quality metrics and the evaluation runner (SAC, full context, closed book).
@@ -113,7 +115,7 @@ let package = Package(
                                                              .product(name: "Logging", package: "swift-log"),
                                                              .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "FuzzTargetsTests", dependencies: ["FuzzTargets"]),
-        .testTarget(name: "RedisClusterTests", dependencies: ["RedisCluster"]),
+        .testTarget(name: "RedisClusterTests", dependencies: ["RedisCluster", .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "SystemLibrariesTests", dependencies: ["CRocksDB", "CLZ4", "COpenBLAS"]),
     ]
 )

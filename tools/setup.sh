@@ -13,7 +13,8 @@ MODEL_SHA256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 log() { printf '[setup] %s\n' "$*" >&2; }
 
 need_pkgs=()
-for p in librocksdb-dev libopenblas-dev liblz4-dev pkg-config unzip; do
+# redis-server: the Redis Cluster store's tests start their own servers on loopback ports.
+for p in librocksdb-dev libopenblas-dev liblz4-dev pkg-config unzip redis-server; do
     dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Quickstart, step 2: the test suite (the command CI runs after tools/setup.sh).
 # Tests read committed goldens and the model installed by tools/setup.sh; nothing is
-# downloaded here. ANCHORKV_REQUIRE_MODEL=1 turns "model missing" into a failure instead of a skip.
+# downloaded here. ANCHORKV_REQUIRE_MODEL=1 turns "model missing" into a failure instead of a skip,
+# ANCHORKV_REQUIRE_REDIS=1 the same for redis-server (the Redis Cluster tests).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 export ANCHORKV_REQUIRE_MODEL="${ANCHORKV_REQUIRE_MODEL:-1}"
+export ANCHORKV_REQUIRE_REDIS="${ANCHORKV_REQUIRE_REDIS:-1}"
 # The crash, fault and hostile-file tests drive the real CLI binary, debug and release: build both first.
 swift build --product anchorkv 2>&1 | tail -1
 swift build -c release --product anchorkv 2>&1 | tail -1
