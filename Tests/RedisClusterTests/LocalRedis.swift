@@ -21,7 +21,9 @@ final class LocalRedis {
                     "--daemonize", "no", "--logfile", dir.appendingPathComponent("redis.log").path]
         if cluster {
             args += ["--cluster-enabled", "yes", "--cluster-config-file", dir.appendingPathComponent("nodes.conf").path,
-                     "--cluster-node-timeout", String(nodeTimeoutMs)]
+                     "--cluster-node-timeout", String(nodeTimeoutMs),
+                     // Replicas sync at once (the default waits 5 s for more replicas to share a transfer).
+                     "--repl-diskless-sync-delay", "0"]
         }
         try start(binary, args + extra)
     }
