@@ -55,6 +55,8 @@ let package = Package(
         .target(name: "RedisCluster",
                 dependencies: [.product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")],
                 swiftSettings: swiftChecked),
+        // A knowledge base in a Redis Cluster: key schema, atomic document commits, WAIT-checked writes.
+        .target(name: "ClusterStore", dependencies: ["KVStore", "RedisCluster", "Digest"], swiftSettings: swiftChecked),
         // Ingest / query orchestration over the store and the SAC engine; lexical retrieval.
         .target(name: "KnowledgeBase", dependencies: ["KVStore", "SAC", "LLM", "Digest"], swiftSettings: swiftChecked),
         // Answer-quality metrics and the evaluation runner (SAC, full context, closed book).
@@ -115,7 +117,7 @@ let package = Package(
                                                              .product(name: "Logging", package: "swift-log"),
                                                              .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "FuzzTargetsTests", dependencies: ["FuzzTargets"]),
-        .testTarget(name: "RedisClusterTests", dependencies: ["RedisCluster", .product(name: "NIOCore", package: "swift-nio")]),
+        .testTarget(name: "RedisClusterTests", dependencies: ["RedisCluster", "ClusterStore", "KVStore", .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "SystemLibrariesTests", dependencies: ["CRocksDB", "CLZ4", "COpenBLAS"]),
     ]
 )

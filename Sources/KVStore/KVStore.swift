@@ -14,6 +14,12 @@ public struct StoreManifest: Codable, Sendable, Equatable {
     /// The model's KV dimensions, which every record must have (absent in stores made before it
     /// was recorded; `KVStore.modelShape` then reads it from the stored documents).
     public var shape: ModelShape?
+
+    public init(formatVersion: Int, modelFingerprint: String, modelName: String, adapters: [String: String], dtype: String,
+                createdAt: String, shape: ModelShape?) {
+        self.formatVersion = formatVersion; self.modelFingerprint = modelFingerprint; self.modelName = modelName
+        self.adapters = adapters; self.dtype = dtype; self.createdAt = createdAt; self.shape = shape
+    }
 }
 
 /// What a model's KV looks like to the store: layers per window and columns (kv_dim) per record.
@@ -92,6 +98,9 @@ public struct Posting: Sendable, Equatable {
     public var window: Int
     public var termFrequency: Int
     public var windowLength: Int
+    public init(document: UInt64, window: Int, termFrequency: Int, windowLength: Int) {
+        self.document = document; self.window = window; self.termFrequency = termFrequency; self.windowLength = windowLength
+    }
 }
 
 public struct StoreStats: Sendable {
