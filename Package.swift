@@ -65,7 +65,7 @@ let package = Package(
         .target(name: "Snapshots", dependencies: ["KVStore", "Digest"], swiftSettings: swiftChecked),
         // The application: opens a knowledge base from the layered configuration (one adapter
         // catalogue) and holds every use case; Codable results and one error type for its faces.
-        .target(name: "AnchorKVCore", dependencies: ["KnowledgeBase", "Snapshots", "KVStore", "SAC", "LLM", "Tokenizer", "Digest"],
+        .target(name: "AnchorKVCore", dependencies: ["KnowledgeBase", "Snapshots", "KVStore", "ClusterStore", "RedisCluster", "SAC", "LLM", "Tokenizer", "Digest"],
                 swiftSettings: swiftChecked),
         // The HTTP face of the core (Hummingbird 2): routes, auth, limits, jobs, Prometheus metrics.
         .target(name: "HTTPService",
@@ -107,7 +107,7 @@ let package = Package(
         .testTarget(name: "SACTests", dependencies: ["SAC", "LLM", "Digest", "TestSupport"], resources: [.copy("Goldens")]),
         .testTarget(name: "DigestTests", dependencies: ["Digest"]),
         .testTarget(name: "KVStoreTests", dependencies: ["KVStore", "Digest"]),
-        .testTarget(name: "AnchorKVCoreTests", dependencies: ["AnchorKVCore", "KVStore", "SAC", "Snapshots", "TestSupport"]),
+        .testTarget(name: "AnchorKVCoreTests", dependencies: ["AnchorKVCore", "KVStore", "SAC", "Snapshots", "TestSupport", "RedisTestSupport", "RedisCluster"]),
         .testTarget(name: "KnowledgeBaseTests", dependencies: ["KnowledgeBase", "KVStore", "SAC", "LLM", "TestSupport"]),
         .testTarget(name: "SnapshotTests", dependencies: ["Snapshots", "KnowledgeBase", "KVStore", "SAC", "LLM", "TestSupport"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "SAC", "LLM", "TestSupport"]),
@@ -117,7 +117,9 @@ let package = Package(
                                                              .product(name: "Logging", package: "swift-log"),
                                                              .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "FuzzTargetsTests", dependencies: ["FuzzTargets"]),
-        .testTarget(name: "RedisClusterTests", dependencies: ["RedisCluster", "ClusterStore", "KVStore", .product(name: "NIOCore", package: "swift-nio")]),
+        // Redis servers and clusters of a test's own, on loopback ports.
+        .target(name: "RedisTestSupport", dependencies: ["RedisCluster"], path: "Tests/RedisTestSupport"),
+        .testTarget(name: "RedisClusterTests", dependencies: ["RedisCluster", "ClusterStore", "KVStore", "RedisTestSupport", .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "SystemLibrariesTests", dependencies: ["CRocksDB", "CLZ4", "COpenBLAS"]),
     ]
 )

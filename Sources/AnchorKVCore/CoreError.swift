@@ -1,5 +1,6 @@
 import Foundation
 import KVStore
+import RedisCluster
 import LLM
 import SAC
 import Snapshots
@@ -77,6 +78,13 @@ public struct CoreError: Error, CustomStringConvertible, Sendable, Equatable, En
             case .adapterConflict: return CoreError(.conflict, e.description)
             case .corrupt, .corruptRecord, .missingRecord: return CoreError(.corrupt, e.description)
             case .database, .unsupportedFormat, .fileSystem: return CoreError(.internalError, e.description)
+            case .notReplicated: return CoreError(.unavailable, e.description)
+            }
+        case let e as RedisError:
+            // The cluster could not be reached, or answered what it should not have.
+            switch e {
+            case .reply, .protocolError: return CoreError(.internalError, "Redis Cluster store: \(e)")
+            case .connectionClosed, .timedOut: return CoreError(.unavailable, "Redis Cluster store unavailable: \(e)")
             }
         case let e as SACError:
             switch e {

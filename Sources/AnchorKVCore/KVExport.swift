@@ -70,10 +70,10 @@ public final class KVFileDownload: Sendable {
     public let fileBytes: Int
     let kb: KnowledgeBase
     let record: DocumentRecord
-    let snapshot: RocksDB.Snapshot
+    let snapshot: any StoreSnapshot
     let dtype: KVFile.DType
 
-    init(kb: KnowledgeBase, record: DocumentRecord, layout: KVLayout, context: CompressedContext, snapshot: RocksDB.Snapshot, dtype: KVFile.DType) throws {
+    init(kb: KnowledgeBase, record: DocumentRecord, layout: KVLayout, context: CompressedContext, snapshot: any StoreSnapshot, dtype: KVFile.DType) throws {
         self.kb = kb; self.record = record; self.layout = layout; self.snapshot = snapshot; self.dtype = dtype
         document = layout.document
         let h = try KVFile.header(context, dtype: dtype, extra: Self.metadata(layout, record: record, model: kb.model.name))
@@ -133,7 +133,7 @@ extension KnowledgeService {
     public func kvFile(_ id: String, dtype name: String = "f16") throws(CoreError) -> KVFileDownload {
         let dtype = try Self.kvDType(name)
         return try retryingConcurrentChange {
-            let snap = kb.store.db.snapshot()
+            let snap = kb.store.snapshot()
             guard let d = try kb.store.document(id, snapshot: snap) else { throw CoreError.noDocument(id) }
             let ctx = try kb.layout(of: d, snapshot: snap)
             return try KVFileDownload(kb: kb, record: d, layout: layout(d, ctx, dtype: dtype), context: ctx, snapshot: snap, dtype: dtype)
@@ -144,7 +144,7 @@ extension KnowledgeService {
     public func kvLayout(_ id: String, dtype name: String = "f16") throws(CoreError) -> KVLayout {
         let dtype = try Self.kvDType(name)
         return try retryingConcurrentChange {
-            let snap = kb.store.db.snapshot()
+            let snap = kb.store.snapshot()
             guard let d = try kb.store.document(id, snapshot: snap) else { throw CoreError.noDocument(id) }
             return layout(d, try kb.layout(of: d, snapshot: snap), dtype: dtype)
         }

@@ -51,7 +51,7 @@ public final class KnowledgeService: Sendable {
     /// stays answerable when its adapter is the config's.
     /// `model`: an already loaded model to share (tests, several stores in one process).
     public static func open(config: AppConfig, _ options: OpenOptions = OpenOptions(), model: LlamaModel? = nil) throws(CoreError) -> KnowledgeService {
-        let storePath = try config.folderStorePath()  // before the model: a wrong store fails at once
+        let location = try StoreLocation.parse(config.storePath)  // before the model: a wrong store fails at once
         let model = if let model { model } else { try loadModel(config) }
         let catalog = AdapterCatalog(model: model, config: config)
         guard let dtype = TensorDType(name: options.dtype) else { throw .invalidInput("the dtype must be f16, bf16 or int8, not '\(options.dtype)'") }
@@ -61,8 +61,9 @@ public final class KnowledgeService: Sendable {
             policy = p
         }
         return try CoreError.mapping {
-            let store = try KnowledgeBase.openStore(path: storePath, model: model, create: options.create, dtype: dtype)
-            store.compression = policy
+            let store = try location.open(config: config, modelFingerprint: try model.fingerprint(), modelName: model.name, create: options.create,
+                                          dtype: dtype, shape: ModelShape(layers: model.config.layerCount, kvDim: model.config.kvDim))
+            (store as? KVStore)?.compression = policy  // a cluster store keeps records raw
             let choice = options.adapter
             let stored = store.manifest.adapters.keys.compactMap(Int.init).sorted()
             let ratio = choice.ratio ?? (stored.isEmpty || stored.contains(config.sacRatio) ? config.sacRatio : stored[0])
@@ -102,7 +103,7 @@ public final class KnowledgeService: Sendable {
     /// The ratio new documents are encoded at, and the adapter's fingerprint ("none": training-free).
     public var ratio: Int { kb.ratio }
     public var adapterFingerprint: String { kb.adapter?.fingerprint ?? "none" }
-    public var storePath: String { kb.store.path }
+    public var storePath: String { kb.store.location }
     public var modelName: String { model.name }
     public var modelFingerprint: String { kb.store.manifest.modelFingerprint }
     /// Tokens per window of the encoder (and of every context laid out for the decoder).
@@ -273,24 +274,24 @@ public final class KnowledgeService: Sendable {
     }
     public static func delete(config: AppConfig, _ id: String) throws(CoreError) { try delete(id, in: openStoreOnly(config)) }
 
-    static func documents(in store: KVStore, limit: Int, offset: Int) throws(CoreError) -> DocumentPage {
+    static func documents(in store: any DocumentStore, limit: Int, offset: Int) throws(CoreError) -> DocumentPage {
         guard limit >= 1, offset >= 0 else { throw .invalidInput("limit must be >= 1 and offset >= 0") }
         // One consistent view; the page is a bounded scan and the total a counter (no full read).
         return try CoreError.mapping {
-            let snap = store.db.snapshot()
+            let snap = store.snapshot()
             let page = try store.documents(limit: limit, offset: offset, snapshot: snap)
             return DocumentPage(documents: page.map { DocumentInfo($0) }, total: try store.lexStats(snapshot: snap).documents, limit: limit, offset: offset)
         }
     }
 
-    static func document(_ id: String, in store: KVStore, windows: Bool) throws(CoreError) -> DocumentInfo {
+    static func document(_ id: String, in store: any DocumentStore, windows: Bool) throws(CoreError) -> DocumentInfo {
         try CoreError.mapping {
             guard let d = try store.document(id) else { throw CoreError.noDocument(id) }
             return DocumentInfo(d, windowTexts: windows ? try (0..<d.windows).map { try store.window(d, $0).text } : nil)
         }
     }
 
-    static func delete(_ id: String, in store: KVStore) throws(CoreError) {
+    static func delete(_ id: String, in store: any DocumentStore) throws(CoreError) {
         guard try CoreError.mapping({ try store.delete(id) }) else { throw .noDocument(id) }
     }
 
@@ -301,10 +302,10 @@ public final class KnowledgeService: Sendable {
         try Self.stats(of: kb.store, fullKVBytesPerToken: Self.fp16KVBytes(rows: 1, model: model), logicalBytes: logicalBytes)
     }
 
-    static func stats(of store: KVStore, fullKVBytesPerToken: Int?, logicalBytes: Bool) throws(CoreError) -> StoreStats {
+    static func stats(of store: any DocumentStore, fullKVBytesPerToken: Int?, logicalBytes: Bool) throws(CoreError) -> StoreStats {
         let s = try CoreError.mapping { try store.stats(logicalBytes: logicalBytes) }
         let m = store.manifest
-        return StoreStats(store: store.path, model: m.modelName, modelFingerprint: m.modelFingerprint, adapters: m.adapters, dtype: m.dtype,
+        return StoreStats(store: store.location, model: m.modelName, modelFingerprint: m.modelFingerprint, adapters: m.adapters, dtype: m.dtype,
                           documents: s.documents, windows: s.windows, tokens: s.tokens, anchors: s.anchors, kvBytes: s.kvBytes,
                           bytesPerToken: s.tokens > 0 ? Double(s.kvBytes) / Double(s.tokens) : 0,
                           fullFp16KvBytes: (fullKVBytesPerToken ?? m.shape.map { $0.layers * 2 * $0.kvDim * 2 } ?? 0) * s.tokens,

@@ -66,22 +66,30 @@ extension KnowledgeService {
 
     // MARK: snapshots
 
+    /// The store as the embedded RocksDB store, for the work only it does yet.
+    static func embedded(_ store: any DocumentStore, _ what: String) throws(CoreError) -> KVStore {
+        guard let rocks = store as? KVStore else {
+            throw CoreError(.unavailable, "\(what) of a Redis Cluster store (\(store.location)) is not built yet; it works on a folder store")
+        }
+        return rocks
+    }
+
     /// Opens the configured store for byte-level work: no model is loaded, fingerprints are compared as recorded.
-    static func openStoreOnly(_ config: AppConfig) throws(CoreError) -> KVStore {
-        let path = try config.folderStorePath()
-        return try CoreError.mapping { try KVStore(path: path, modelFingerprint: nil, modelName: nil, create: false) }
+    static func openStoreOnly(_ config: AppConfig) throws(CoreError) -> any DocumentStore {
+        let location = try StoreLocation.parse(config.storePath)
+        return try CoreError.mapping { try location.open(config: config, modelFingerprint: nil, modelName: nil, create: false) }
     }
 
     /// Writes the configured store (or some documents) to one snapshot file, without loading the model.
     public static func export(config: AppConfig, documents: [String]?, to path: String,
                               progress: (_ done: Int, _ total: Int, _ bytes: Int) -> Void = { _, _, _ in }) throws(CoreError) -> ExportResult {
-        try export(store: openStoreOnly(config), documents: documents, to: path, progress: progress)
+        try export(store: embedded(openStoreOnly(config), "export"), documents: documents, to: path, progress: progress)
     }
 
     /// Writes the store (or some documents) from one RocksDB snapshot to `path` (via path.partial).
     public func export(documents: [String]?, to path: String,
                        progress: (_ done: Int, _ total: Int, _ bytes: Int) -> Void = { _, _, _ in }) throws(CoreError) -> ExportResult {
-        try Self.export(store: kb.store, documents: documents, to: path, progress: progress)
+        try Self.export(store: Self.embedded(kb.store, "export"), documents: documents, to: path, progress: progress)
     }
 
     static func export(store: KVStore, documents ids: [String]?, to path: String,
@@ -99,7 +107,7 @@ extension KnowledgeService {
     /// missing, after the whole file verified), without loading the model.
     public static func importSnapshot(config: AppConfig, file: String, onConflict: ConflictPolicy = .fail,
                                       progress: (ImportProgress) -> Void = { _ in }) throws(CoreError) -> ImportResult {
-        let path = try config.folderStorePath()
+        let path = try config.folderStorePath(for: "import")
         let store = try CoreError.mapping {
             if FileManager.default.fileExists(atPath: (path as NSString).appendingPathComponent("CURRENT")) {
                 return try KVStore(path: path, modelFingerprint: nil, modelName: nil, create: false)
@@ -115,7 +123,7 @@ extension KnowledgeService {
     /// that are not are listed in `undecodable`.
     public func importSnapshot(file: String, onConflict: ConflictPolicy = .fail,
                                progress: (ImportProgress) -> Void = { _ in }) throws(CoreError) -> ImportResult {
-        var r = try Self.importSnapshot(file: file, into: kb.store, onConflict: onConflict, progress: progress)
+        var r = try Self.importSnapshot(file: file, into: Self.embedded(kb.store, "import"), onConflict: onConflict, progress: progress)
         r.undecodable = r.snapshot.adapters.filter { !addDecoder(ratio: $0.key, fingerprint: $0.value) }
         return r
     }

@@ -1,4 +1,7 @@
+import ClusterStore
 import Foundation
+import KVStore
+import RedisCluster
 
 /// Where a knowledge base lives, as `--store`, ANCHORKV_STORE or the config's "store" name it:
 /// a folder (the embedded RocksDB store) or a Redis Cluster, `redis://HOST:PORT[,HOST:PORT...][/NAME]`
@@ -77,13 +80,40 @@ public enum StoreLocation: Equatable, Sendable {
 }
 
 extension AppConfig {
-    /// The configured store as a folder; a Redis Cluster URL is refused here with a clear error,
-    /// since this build has only the embedded store.
-    public func folderStorePath() throws(CoreError) -> String {
+    /// The configured store as a folder, for the work only the embedded store does yet
+    /// (snapshot import); a Redis Cluster URL is refused with a clear error.
+    public func folderStorePath(for what: String) throws(CoreError) -> String {
         switch try StoreLocation.parse(storePath) {
         case .folder(let path): return path
         case .redisCluster(let address):
-            throw CoreError(.unavailable, "the store \(address.description) is a Redis Cluster; this build keeps knowledge bases in a folder only (the Redis Cluster store is not built yet). Name a folder with --store, ANCHORKV_STORE or the config's \"store\"")
+            throw CoreError(.unavailable, "\(what) into a Redis Cluster store (\(address.description)) is not built yet; it works on a folder store (--store FOLDER)")
+        }
+    }
+
+    /// The Redis password: ANCHORKV_REDIS_PASSWORD, or the first line of the file
+    /// ANCHORKV_REDIS_PASSWORD_FILE names (URLs never carry one); nil when neither is set.
+    public func redisPassword(environment: [String: String] = ProcessInfo.processInfo.environment) throws(CoreError) -> String? {
+        if let p = environment["ANCHORKV_REDIS_PASSWORD"], !p.isEmpty { return p }
+        guard let file = environment["ANCHORKV_REDIS_PASSWORD_FILE"], !file.isEmpty else { return nil }
+        guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+            throw .invalidConfig("ANCHORKV_REDIS_PASSWORD_FILE names \(file), which cannot be read")
+        }
+        return text.split(whereSeparator: \.isNewline).first.map(String.init) ?? ""
+    }
+}
+
+extension StoreLocation {
+    /// Opens the store here: the RocksDB folder, or the knowledge base on the Redis Cluster.
+    /// `modelFingerprint` nil opens it for whatever model it holds (no model loaded).
+    func open(config: AppConfig, modelFingerprint: String?, modelName: String?, create: Bool, dtype: TensorDType = .f16,
+              shape: ModelShape? = nil) throws -> any DocumentStore {
+        switch self {
+        case .folder(let path):
+            return try KVStore(path: path, modelFingerprint: modelFingerprint, modelName: modelName, create: create, dtype: dtype, shape: shape)
+        case .redisCluster(let address):
+            return try RedisDocumentStore.open(seeds: address.seeds.map { RedisNodeAddress(host: $0.host, port: $0.port) }, name: address.name,
+                                               password: try config.redisPassword(), modelFingerprint: modelFingerprint, modelName: modelName,
+                                               create: create, dtype: dtype, shape: shape, location: address.description)
         }
     }
 }

@@ -267,7 +267,12 @@ public final class RedisStore: Sendable {
 
     /// Sets KEYS[1] to ARGV[1] only if every other key exists: a version becomes visible only on
     /// a master that holds all of it.
+    /// With ARGV[2] (a number), only if the manifest there still names that version (-1 if not).
     static let commitScript = """
+        if ARGV[2] ~= '' then
+          local cur = redis.call('GET', KEYS[1])
+          if not cur or tostring(cjson.decode(cur).record.number) ~= ARGV[2] then return -1 end
+        end
         for i = 2, #KEYS do if redis.call('EXISTS', KEYS[i]) == 0 then return 0 end end
         redis.call('SET', KEYS[1], ARGV[1]) return 1
         """
@@ -282,7 +287,14 @@ public final class RedisStore: Sendable {
         return Int(n)
     }
 
-    private func put(_ d: EncodedDocument) async throws -> PutResult {
+    /// Writes one document; with `replacing`, only if the stored version is still that one
+    /// (compaction swaps a document's KV; a re-ingest or delete meanwhile wins).
+    public func put(_ d: EncodedDocument, adapters: [String: String], replacing expected: DocumentRecord) async throws -> PutResult {
+        try await register(adapters: adapters)
+        return try await put(d, replacing: expected)
+    }
+
+    private func put(_ d: EncodedDocument, replacing expected: DocumentRecord? = nil) async throws -> PutResult {
         let tag = RedisKeys.documentTag(d.record.id)
         let slot = keys.docSlot(tag)
         guard case .integer(let n) = try await client.run([Array("INCR".utf8), keys.next], slot: keys.kbSlot) else {
@@ -292,6 +304,9 @@ public final class RedisStore: Sendable {
         record.number = UInt64(n)
         record.kvBytes = d.kv.joined().reduce(0) { $0 + $1.count }
         let previous = try await manifest(tag: tag)
+        if let expected, previous?.record != expected {
+            throw StoreError.invalidInput("document '\(expected.id)' changed while it was being re-encoded")
+        }
         try await client.run([Array("HSET".utf8), keys.catalogue, Array(record.id.utf8), Array(tag.utf8)], slot: keys.kbSlot)
 
         // The version's keys, then WAIT, on its slot.
@@ -343,9 +358,12 @@ public final class RedisStore: Sendable {
         // Commit: the manifest, only where every key of the version is.
         let manifest = DocumentManifest(record: record, groups: groups, layers: d.kv[0].count)
         let script = [Array("EVAL".utf8), Array(Self.commitScript.utf8), Array(String(1 + versionKeys.count).utf8), keys.docManifest(tag)]
-            + versionKeys + [try Self.json(manifest)]
+            + versionKeys + [try Self.json(manifest), Array((expected.map { String($0.number) } ?? "").utf8)]
         let committed = try await client.pipeline([script, waitCommand()], slot: slot)
         if case .error(let m) = committed[0] { throw RedisError.reply(m) }
+        if committed[0] == .integer(-1), let expected {
+            throw StoreError.invalidInput("document '\(expected.id)' changed while it was being re-encoded")
+        }
         guard committed[0] == .integer(1) else {
             throw StoreError.corrupt("document '\(record.id)' was not committed: keys of its version are missing on the master of its slot (lost in a failover); write it again")
         }

@@ -111,6 +111,7 @@ public struct StoreStats: Sendable {
     public var kvBytes = 0
     /// Bytes of every column family's keys and values (logical, before RocksDB's own overhead).
     public var logicalBytes: [String: Int] = [:]
+    public init() {}
 }
 
 /// The RocksDB-backed store: key schema, codecs, checksums, atomic document writes.
@@ -244,7 +245,7 @@ public final class KVStore: Sendable {
 
     // MARK: reads
 
-    public func document(_ id: String, snapshot: RocksDB.Snapshot? = nil) throws -> DocumentRecord? {
+    public func document(_ id: String, snapshot: (any StoreSnapshot)? = nil) throws -> DocumentRecord? {
         switch try stored(id, snapshot: snapshot) {
         case .absent: return nil
         case .whole(let d): return d
@@ -258,7 +259,7 @@ public final class KVStore: Sendable {
         case absent, whole(DocumentRecord), unreadable
     }
 
-    public func stored(_ id: String, snapshot: RocksDB.Snapshot? = nil) throws -> StoredDocument {
+    public func stored(_ id: String, snapshot: (any StoreSnapshot)? = nil) throws -> StoredDocument {
         guard let raw = try db.get("docs", Array(id.utf8), snapshot: snapshot) else { return .absent }
         guard let d = try? JSONDecoder().decode(DocumentRecord.self, from: Data(raw)) else { return .unreadable }
         return .whole(d)
@@ -268,7 +269,7 @@ public final class KVStore: Sendable {
         .corrupt("the record of document '\(id)' is not valid JSON; repair it by ingesting its source again (anchorkv ingest FILE) or importing a snapshot that holds it (anchorkv import FILE), or delete it (anchorkv docs delete '\(id)')")
     }
 
-    public func documents(snapshot: RocksDB.Snapshot? = nil) throws -> [DocumentRecord] {
+    public func documents(snapshot: (any StoreSnapshot)? = nil) throws -> [DocumentRecord] {
         var out: [DocumentRecord] = []
         try db.scan("docs", prefix: [], snapshot: snapshot) { k, v in
             guard let d = try? JSONDecoder().decode(DocumentRecord.self, from: Data(v)) else { throw Self.unreadableRecord(String(decoding: k, as: UTF8.self)) }
@@ -278,7 +279,7 @@ public final class KVStore: Sendable {
         return out
     }
 
-    public func window(_ doc: DocumentRecord, _ w: Int, snapshot: RocksDB.Snapshot? = nil) throws -> WindowRecord {
+    public func window(_ doc: DocumentRecord, _ w: Int, snapshot: (any StoreSnapshot)? = nil) throws -> WindowRecord {
         guard let raw = try db.get("windows", Self.windowKey(doc.number, w), snapshot: snapshot) else {
             throw StoreError.missingRecord(document: doc.id, window: w, layer: nil, what: "window record")
         }
@@ -291,7 +292,7 @@ public final class KVStore: Sendable {
     /// The window's K/V records for every layer, checksums verified; with `expect` (the
     /// window's anchors x the model's kv_dim) a record of another shape is refused before it is decoded.
     public func loadKV(_ doc: DocumentRecord, window w: Int, layers: Int, expect: TensorCodec.Shape? = nil,
-                       snapshot: RocksDB.Snapshot? = nil) throws -> [TensorRecord] {
+                       snapshot: (any StoreSnapshot)? = nil) throws -> [TensorRecord] {
         var out: [TensorRecord] = []
         out.reserveCapacity(layers)
         for l in 0..<layers { out.append(try loadKV(doc, window: w, layer: l, expect: expect, snapshot: snapshot)) }
@@ -300,7 +301,7 @@ public final class KVStore: Sendable {
 
     /// One layer's KV record of a window, decoded (checked against `expect` when given).
     public func loadKV(_ doc: DocumentRecord, window w: Int, layer l: Int, expect: TensorCodec.Shape? = nil,
-                       snapshot: RocksDB.Snapshot? = nil) throws -> TensorRecord {
+                       snapshot: (any StoreSnapshot)? = nil) throws -> TensorRecord {
         guard let raw = try db.get("kv", Self.kvKey(doc.number, w, ratio: doc.ratio, layer: l), snapshot: snapshot) else {
             throw StoreError.missingRecord(document: doc.id, window: w, layer: l, what: "KV record")
         }
@@ -311,7 +312,7 @@ public final class KVStore: Sendable {
 
     /// One layer's KV record exactly as stored (for snapshots: copied byte for byte, so
     /// tensors round-trip identically), its checksum verified.
-    public func rawKV(_ doc: DocumentRecord, window w: Int, layer l: Int, snapshot: RocksDB.Snapshot? = nil) throws -> [UInt8] {
+    public func rawKV(_ doc: DocumentRecord, window w: Int, layer l: Int, snapshot: (any StoreSnapshot)? = nil) throws -> [UInt8] {
         guard let raw = try db.get("kv", Self.kvKey(doc.number, w, ratio: doc.ratio, layer: l), snapshot: snapshot) else {
             throw StoreError.missingRecord(document: doc.id, window: w, layer: l, what: "KV record")
         }
@@ -322,13 +323,13 @@ public final class KVStore: Sendable {
     }
 
     /// How many layers of KV a window holds (counted from its keys).
-    public func layerCount(of doc: DocumentRecord, snapshot: RocksDB.Snapshot? = nil) throws -> Int {
+    public func layerCount(of doc: DocumentRecord, snapshot: (any StoreSnapshot)? = nil) throws -> Int {
         try db.keys("kv", prefix: Self.windowKey(doc.number, 0) + Self.be16(doc.ratio), snapshot: snapshot).count
     }
 
     /// The KV dimensions every record of this store has: the manifest's, or for a store made
     /// before they were recorded, those of its first document; nil for such a store when empty.
-    public func modelShape(snapshot: RocksDB.Snapshot? = nil) throws -> ModelShape? {
+    public func modelShape(snapshot: (any StoreSnapshot)? = nil) throws -> ModelShape? {
         if let s = manifest.shape { return s }
         // The first document whose first record checks out (a damaged one must not stop the
         // import or re-ingest that would repair it).
@@ -351,7 +352,7 @@ public final class KVStore: Sendable {
     /// Ingest and import call it before calling a same-content document "unchanged", so that
     /// re-ingesting (or importing) a damaged document writes it again. `shape` defaults to the
     /// manifest's; without one the records' checksums and per-window layer counts are checked.
-    public func damage(of doc: DocumentRecord, shape: ModelShape? = nil, snapshot: RocksDB.Snapshot? = nil) throws -> String? {
+    public func damage(of doc: DocumentRecord, shape: ModelShape? = nil, snapshot: (any StoreSnapshot)? = nil) throws -> String? {
         func reason(_ e: Error) -> String {
             if case StoreError.corruptRecord(_, _, _, let r) = e { return r }
             if case StoreError.missingRecord(_, _, _, let what) = e { return "\(what) is missing" }
@@ -413,7 +414,7 @@ public final class KVStore: Sendable {
     public static let ratios = 1...Int(UInt16.max)
 
     /// Postings of one term.
-    public func postings(_ term: String, snapshot: RocksDB.Snapshot? = nil) throws -> [Posting] {
+    public func postings(_ term: String, snapshot: (any StoreSnapshot)? = nil) throws -> [Posting] {
         var out: [Posting] = []
         let prefix = Array(term.utf8) + [0]
         try db.scan("lex", prefix: prefix, snapshot: snapshot) { k, v in
@@ -457,7 +458,7 @@ public final class KVStore: Sendable {
         }
     }
 
-    public func lexStats(snapshot: RocksDB.Snapshot? = nil) throws -> LexStats {
+    public func lexStats(snapshot: (any StoreSnapshot)? = nil) throws -> LexStats {
         guard let raw = try db.get("meta", Array("lexstats".utf8), snapshot: snapshot) else { return LexStats() }
         return (try? JSONDecoder().decode(LexStats.self, from: Data(raw))) ?? LexStats()
     }
@@ -465,14 +466,14 @@ public final class KVStore: Sendable {
     static func numberKey(_ n: UInt64) -> [UInt8] { Array("num/".utf8) + be64(n) }
 
     /// The record of the document with number `n` (what postings name), nil when none has it.
-    public func document(number n: UInt64, snapshot: RocksDB.Snapshot? = nil) throws -> DocumentRecord? {
+    public func document(number n: UInt64, snapshot: (any StoreSnapshot)? = nil) throws -> DocumentRecord? {
         guard let id = try db.get("meta", Self.numberKey(n), snapshot: snapshot) else { return nil }
         guard let d = try document(String(decoding: id, as: UTF8.self), snapshot: snapshot), d.number == n else { return nil }
         return d
     }
 
     /// Documents in id order, `offset` skipped, at most `limit`: one page, read by a bounded scan.
-    public func documents(limit: Int, offset: Int, snapshot: RocksDB.Snapshot? = nil) throws -> [DocumentRecord] {
+    public func documents(limit: Int, offset: Int, snapshot: (any StoreSnapshot)? = nil) throws -> [DocumentRecord] {
         var out: [DocumentRecord] = []
         var skipped = 0
         guard limit > 0 else { return [] }
@@ -880,7 +881,7 @@ public final class KVStore: Sendable {
 
     /// The store's totals (kept in every write's batch: no scan); `logicalBytes` also reads every
     /// family's keys and values.
-    public func stats(logicalBytes: Bool = true, snapshot: RocksDB.Snapshot? = nil) throws -> StoreStats {
+    public func stats(logicalBytes: Bool = true, snapshot: (any StoreSnapshot)? = nil) throws -> StoreStats {
         var s = StoreStats()
         let t = try lexStats(snapshot: snapshot)
         (s.documents, s.windows, s.tokens, s.anchors, s.kvBytes) = (t.documents, t.windows, t.tokens, t.anchors, t.kvBytes)

@@ -72,10 +72,10 @@ public final class RocksDB: @unchecked Sendable {
         }
     }
 
-    public func get(_ family: String, _ key: [UInt8], snapshot: Snapshot? = nil) throws -> [UInt8]? {
+    public func get(_ family: String, _ key: [UInt8], snapshot: (any StoreSnapshot)? = nil) throws -> [UInt8]? {
         var err: UnsafeMutablePointer<CChar>?
         var len = 0
-        let ro = snapshot?.readOptions ?? readOptions
+        let ro = (snapshot as? Snapshot)?.readOptions ?? readOptions
         let value = key.withUnsafeBufferPointer { k in
             k.withMemoryRebound(to: CChar.self) { rocksdb_get_cf(db, ro, handle(family), $0.baseAddress, k.count, &len, &err) }
         }
@@ -95,9 +95,9 @@ public final class RocksDB: @unchecked Sendable {
     public func makeBatch() -> WriteBatch { WriteBatch(db: self) }
 
     /// Calls body for every key starting with `prefix`, in key order, until it returns false.
-    public func scan(_ family: String, prefix: [UInt8], snapshot: Snapshot? = nil,
+    public func scan(_ family: String, prefix: [UInt8], snapshot: (any StoreSnapshot)? = nil,
                      _ body: (_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws -> Bool) throws {
-        let it = rocksdb_create_iterator_cf(db, snapshot?.readOptions ?? readOptions, handle(family))!
+        let it = rocksdb_create_iterator_cf(db, (snapshot as? Snapshot)?.readOptions ?? readOptions, handle(family))!
         defer { rocksdb_iter_destroy(it) }
         prefix.withUnsafeBufferPointer { p in
             p.withMemoryRebound(to: CChar.self) { rocksdb_iter_seek(it, $0.baseAddress, p.count) }
@@ -116,7 +116,7 @@ public final class RocksDB: @unchecked Sendable {
     }
 
     /// Keys (copied) under a prefix.
-    public func keys(_ family: String, prefix: [UInt8], snapshot: Snapshot? = nil) throws -> [[UInt8]] {
+    public func keys(_ family: String, prefix: [UInt8], snapshot: (any StoreSnapshot)? = nil) throws -> [[UInt8]] {
         var out: [[UInt8]] = []
         try scan(family, prefix: prefix, snapshot: snapshot) { k, _ in out.append([UInt8](k)); return true }
         return out

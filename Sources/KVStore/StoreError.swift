@@ -14,6 +14,8 @@ public enum StoreError: Error, CustomStringConvertible, Equatable {
     case corrupt(String)
     case invalidInput(String)
     case fileSystem(path: String, reason: String)
+    /// Stored, but on fewer replicas than required (a Redis Cluster store): not acknowledged.
+    case notReplicated(documents: [String], replicas: Int, required: Int)
 
     public var description: String {
         switch self {
@@ -39,6 +41,8 @@ public enum StoreError: Error, CustomStringConvertible, Equatable {
             return "invalid input: \(why)"
         case .fileSystem(let p, let why):
             return "\(p): \(why)"
+        case .notReplicated(let ids, let n, let required):
+            return "\(ids.count == 1 ? "document '\(ids[0])' was" : "\(ids.count) documents were") stored on \(n) replica\(n == 1 ? "" : "s"), fewer than the \(required) required: not acknowledged (a failover now could lose it). Check the cluster's replicas (CLUSTER NODES) and ingest it again"
         }
     }
 }

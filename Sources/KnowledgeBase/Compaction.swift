@@ -67,7 +67,7 @@ extension KnowledgeBase {
                 // The record and its windows are read in one RocksDB snapshot, so a re-ingest
                 // landing meanwhile cannot give windows of another version; replaceKV then
                 // refuses the swap if the record changed since.
-                let snap = store.db.snapshot()
+                let snap = store.snapshot()
                 guard try store.document(doc.id, snapshot: snap) == doc else {
                     throw StoreError.invalidInput("document '\(doc.id)' changed while compaction was running; run it again")
                 }

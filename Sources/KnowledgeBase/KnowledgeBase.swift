@@ -66,7 +66,7 @@ public struct IngestLimits: Sendable, Equatable {
 /// question is answered from the stored KVs of the windows BM25 retrieves (or of named
 /// documents), laid out one after another, without re-reading any text.
 public final class KnowledgeBase: Sendable {
-    public let store: KVStore
+    public let store: any DocumentStore
     public let model: LlamaModel
     public let ratio: Int
     public let adapter: SACAdapter?
@@ -90,9 +90,9 @@ public final class KnowledgeBase: Sendable {
 
     /// A knowledge base over an open store (made for `model`), encoding new documents at
     /// `ratio` with `adapter` (nil: training-free anchors).
-    public init(store: KVStore, model: LlamaModel, adapter: SACAdapter?, ratio: Int, limits: IngestLimits = IngestLimits()) throws {
+    public init(store: any DocumentStore, model: LlamaModel, adapter: SACAdapter?, ratio: Int, limits: IngestLimits = IngestLimits()) throws {
         guard store.manifest.modelFingerprint == (try model.fingerprint()) else {
-            throw StoreError.modelMismatch(path: store.path, store: store.manifest.modelFingerprint, model: try model.fingerprint())
+            throw StoreError.modelMismatch(path: store.location, store: store.manifest.modelFingerprint, model: try model.fingerprint())
         }
         self.store = store
         self.model = model
@@ -206,20 +206,20 @@ public final class KnowledgeBase: Sendable {
     /// The stored KV of the given windows laid out one after another: window i occupies
     /// positions i*W+1 ... (its anchors keep their offsets inside it), so a whole document in
     /// order gets exactly the positions it was encoded with.
-    public func context(of windows: [(DocumentRecord, Int)], snapshot: RocksDB.Snapshot? = nil) throws -> CompressedContext {
+    public func context(of windows: [(DocumentRecord, Int)], snapshot: (any StoreSnapshot)? = nil) throws -> CompressedContext {
         try context(of: windows, snapshot: snapshot, keepTensors: true)
     }
 
     /// What `context(of:)` gives for a whole document, with every record read and checked as
     /// it does, but without the tensors (keys and values are empty, one per layer): the layout a
     /// streamed download writes first; `documentLayer` then reads the tensors a layer at a time.
-    public func layout(of doc: DocumentRecord, snapshot: RocksDB.Snapshot) throws -> CompressedContext {
+    public func layout(of doc: DocumentRecord, snapshot: any StoreSnapshot) throws -> CompressedContext {
         try context(of: (0..<doc.windows).map { (doc, $0) }, snapshot: snapshot, keepTensors: false)
     }
 
     /// One layer of a whole document's KV, every window in order (as `context(of:)` lays it out),
     /// from `snapshot`; each record is checked against its window's anchors x kv_dim.
-    public func documentLayer(_ doc: DocumentRecord, layer: Int, snapshot: RocksDB.Snapshot) throws -> (keys: [Float], values: [Float]) {
+    public func documentLayer(_ doc: DocumentRecord, layer: Int, snapshot: any StoreSnapshot) throws -> (keys: [Float], values: [Float]) {
         let c = model.config
         var keys: [Float] = [], values: [Float] = []
         for w in 0..<doc.windows {
@@ -255,7 +255,7 @@ public final class KnowledgeBase: Sendable {
         }
     }
 
-    func context(of windows: [(DocumentRecord, Int)], snapshot: RocksDB.Snapshot?, keepTensors: Bool) throws -> CompressedContext {
+    func context(of windows: [(DocumentRecord, Int)], snapshot: (any StoreSnapshot)?, keepTensors: Bool) throws -> CompressedContext {
         guard let first = windows.first else { throw StoreError.invalidInput("no windows to answer from") }
         let c = model.config, windowLayout = layout.windows
         var keys = [[Float]](repeating: [], count: c.layerCount), values = keys
@@ -291,7 +291,7 @@ public final class KnowledgeBase: Sendable {
     /// window of the named documents when `k` is nil. Returned in document order. A document
     /// named more than once counts once (so a repeated id cannot multiply the context).
     /// With `snapshot`, every record read comes from that one view.
-    public func retrieve(_ question: String, k: Int?, documents: [String]?, snapshot: RocksDB.Snapshot? = nil) throws -> [(DocumentRecord, Int, Double?)] {
+    public func retrieve(_ question: String, k: Int?, documents: [String]?, snapshot: (any StoreSnapshot)? = nil) throws -> [(DocumentRecord, Int, Double?)] {
         var seen = Set<String>()
         let documents = documents.map { $0.filter { seen.insert($0).inserted } }
         var picked: [(DocumentRecord, Int, Double?)] = []
@@ -333,7 +333,7 @@ public final class KnowledgeBase: Sendable {
         private var context: CompressedContext?
         public private(set) var sequence: DecodeSequence?
         let picked: [(DocumentRecord, Int, Double?)]
-        let snapshot: RocksDB.Snapshot
+        let snapshot: any StoreSnapshot
         let model: LlamaModel
         let contextTokens: Int, anchors: Int, ratio: Int
         let started: UInt64, retrieveSeconds: Double
@@ -342,7 +342,7 @@ public final class KnowledgeBase: Sendable {
         private(set) var firstTokenAt: UInt64?
 
         init(question: String, maxTokens: Int, sampling: SamplingParameters, decoder: SACDecoder, context: CompressedContext,
-             picked: [(DocumentRecord, Int, Double?)], snapshot: RocksDB.Snapshot, model: LlamaModel,
+             picked: [(DocumentRecord, Int, Double?)], snapshot: any StoreSnapshot, model: LlamaModel,
              started: UInt64, retrieveSeconds: Double, loadSeconds: Double) {
             self.question = question
             self.maxTokens = maxTokens
@@ -408,7 +408,7 @@ public final class KnowledgeBase: Sendable {
         // One consistent view for everything the query reads (index totals, postings, document
         // records, windows, KV): a compaction, re-ingest or delete that lands meanwhile is either
         // wholly seen or not at all.
-        let snap = store.db.snapshot()
+        let snap = store.snapshot()
         var picked = try retrieve(question, k: k, documents: documents, snapshot: snap)
         guard !picked.isEmpty else {
             throw StoreError.invalidInput(try store.lexStats(snapshot: snap).windows == 0

@@ -42,8 +42,8 @@ public struct BM25Retriever: Sendable {
     /// With `snapshot`, the totals, postings and document records all come from that one view.
     /// Only the postings of the question's terms are read, and the records of the windows that
     /// make the top k (ties broken by document id, then window).
-    public func topWindows(_ question: String, k: Int, store: KVStore, restrictTo docs: Set<String>? = nil,
-                           snapshot: RocksDB.Snapshot? = nil) throws -> [ScoredWindow] {
+    public func topWindows(_ question: String, k: Int, store: any DocumentStore, restrictTo docs: Set<String>? = nil,
+                           snapshot: (any StoreSnapshot)? = nil) throws -> [ScoredWindow] {
         let stats = try store.lexStats(snapshot: snapshot)
         guard stats.windows > 0, k > 0 else { return [] }
         // Named documents: their numbers, so postings of other documents are dropped unread.

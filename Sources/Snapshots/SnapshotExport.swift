@@ -59,7 +59,7 @@ public enum SnapshotExporter {
     public static func export(store: KVStore, documents ids: [String]? = nil, to path: String,
                               progress: (_ done: Int, _ total: Int, _ bytes: Int) -> Void = { _, _, _ in }) throws -> ExportReport {
         let t0 = DispatchTime.now().uptimeNanoseconds
-        let snap = store.db.snapshot()
+        let snap = store.snapshot()
         var docs: [DocumentRecord]
         if let ids {
             var seen = Set<String>()

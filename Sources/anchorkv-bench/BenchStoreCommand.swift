@@ -87,7 +87,7 @@ struct BenchStoreCommand: ParsableCommand {
                            ratio, Double(stats.kvBytes) / Double(stats.tokens), full, full * Double(stats.tokens) / Double(stats.kvBytes)))
         var raw = 0, lz4 = 0, shuffled = 0
         for w in 0..<doc.windows {
-            for r in try kb.store.loadKV(doc, window: w, layers: model.config.layerCount) {
+            for r in try kb.store.loadKV(doc, window: w, layers: model.config.layerCount, expect: nil, snapshot: nil) {
                 raw += TensorCodec.encode(r, dtype: .f16, compression: .none).count
                 lz4 += TensorCodec.encode(r, dtype: .f16, compression: .lz4).count
                 shuffled += TensorCodec.encode(r, dtype: .f16, compression: .shuffleLZ4).count

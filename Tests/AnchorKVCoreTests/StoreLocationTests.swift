@@ -35,8 +35,8 @@ final class StoreLocationTests: XCTestCase {
         }
     }
 
-    /// `--store redis://...` used to create a folder named "redis:"; now every command refuses it
-    /// (exit 4, unavailable) and writes nothing.
+    /// `--store redis://...` used to create a folder named "redis:"; now it is a cluster: where
+    /// none answers, every command says so (exit 4, unavailable) and writes nothing.
     func testTheCLIRefusesAClusterURLAndCreatesNoFolder() throws {
         let binary = try CLIBinary.url()
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("akv-url-\(UUID().uuidString)")

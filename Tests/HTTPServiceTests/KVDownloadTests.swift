@@ -20,7 +20,7 @@ final class KVDownloadTests: XCTestCase {
             XCTAssertEqual(a.status, .ok, String(buffer: a.body))
             let b = try await client.post("/v1/documents", Docs.bees)
             XCTAssertEqual(b.status, .ok, String(buffer: b.body))
-            let record = try XCTUnwrap(try f.kb.store.document("all/four"))
+            let record = try XCTUnwrap(try f.kb.rocks.document("all/four"))
             XCTAssertGreaterThan(record.windows, 1)
             XCTAssertGreaterThan(f.kb.model.config.layerCount, 10, "names layer10.k sort before layer2.k: the order is exercised")
             for (id, path) in [("all/four", "all%2Ffour"), ("bees", "bees")] {
@@ -28,7 +28,7 @@ final class KVDownloadTests: XCTestCase {
                     let r = try await client.get("/v1/documents/\(path)/kv?dtype=\(dtype.rawValue)")
                     XCTAssertEqual(r.status, .ok)
                     // What the route sent before it streamed: the whole context through KVFile.write.
-                    let doc = try XCTUnwrap(try f.kb.store.document(id))
+                    let doc = try XCTUnwrap(try f.kb.rocks.document(id))
                     let ctx = try f.kb.context(of: (0..<doc.windows).map { (doc, $0) })
                     let layout = try f.core.kvFile(id, dtype: dtype.rawValue).layout
                     let file = f.dir.appendingPathComponent("\(UUID().uuidString).akv").path
@@ -49,8 +49,8 @@ final class KVDownloadTests: XCTestCase {
     func testLayoutWithoutTensorsMatchesTheContextAndTheHeaderIsWrites() throws {
         let f = try Fixture()
         _ = try f.kb.ingest(.init(id: "river", title: "The Danube", text: Docs.river["text"]!, origin: "test"))
-        let d = try XCTUnwrap(try f.kb.store.document("river"))
-        let snap = f.kb.store.db.snapshot()
+        let d = try XCTUnwrap(try f.kb.rocks.document("river"))
+        let snap = f.kb.rocks.db.snapshot()
         let full = try f.kb.context(of: (0..<d.windows).map { (d, $0) }, snapshot: snap)
         let layout = try f.kb.layout(of: d, snapshot: snap)
         XCTAssertEqual(layout.positions, full.positions)

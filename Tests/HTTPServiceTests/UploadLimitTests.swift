@@ -51,7 +51,7 @@ final class UploadLimitTests: XCTestCase {
     func testUploadsOverTheSizeLimitAre413ByHeaderAndByByteCount() async throws {
         // A long idle timeout: a refusal that waited for the (stalled) body would end in 408, not 413.
         let (f, tmp) = try fixture { $0.maxSnapshotBytes = 1000; $0.uploadIdleTimeout = 30 }
-        let before = try storeDigest(f.kb.store)
+        let before = try storeDigest(f.kb.rocks)
         // Content-Length over the limit: refused before reading (the body stalls and never ends).
         let (stalled, c1) = stream([], end: false)
         let (r1, e1) = await UploadLimitTests.upload(f, stalled, contentLength: 1001)
@@ -78,7 +78,7 @@ final class UploadLimitTests: XCTestCase {
         XCTAssertEqual(e4?.status, .badRequest, e4?.description ?? "")
         XCTAssertEqual(e4?.code, "invalid_snapshot")
         XCTAssertEqual(try files(tmp), [], "refused uploads leave no file")
-        XCTAssertEqual(try storeDigest(f.kb.store), before, "the store is unchanged")
+        XCTAssertEqual(try storeDigest(f.kb.rocks), before, "the store is unchanged")
     }
 
     func testUploadsPastTheConcurrencyLimitAre503BeforeAnythingIsWritten() async throws {
@@ -88,7 +88,7 @@ final class UploadLimitTests: XCTestCase {
             XCTAssertEqual(r.status, .ok)
             return r.body
         }
-        let before = try storeDigest(f.kb.store)
+        let before = try storeDigest(f.kb.rocks)
         // One upload in progress: its first bytes are on disk, the rest has not come.
         let opened = stream([100], end: false)
         let first: AsyncStream<ByteBuffer> = opened.0, c1 = opened.1
@@ -112,7 +112,7 @@ final class UploadLimitTests: XCTestCase {
         XCTAssertNil(r1)
         XCTAssertEqual(e1?.code, "invalid_snapshot")
         XCTAssertEqual(try files(tmp), [])
-        XCTAssertEqual(try storeDigest(f.kb.store), before)
+        XCTAssertEqual(try storeDigest(f.kb.rocks), before)
         // Slots come back after a synchronous import and after an import job.
         for query in ["", "?on_conflict=skip&async=true", ""] {
             let (good, gc) = stream([], end: false)
@@ -131,7 +131,7 @@ final class UploadLimitTests: XCTestCase {
     func testStalledAndSlowUploadsAre408AndLeaveNoFile() async throws {
         // Idle: 100 bytes, then nothing.
         let (f, tmp) = try fixture { $0.uploadIdleTimeout = 0.5; $0.uploadTimeout = 60 }
-        let before = try storeDigest(f.kb.store)
+        let before = try storeDigest(f.kb.rocks)
         let (stalled, c1) = stream([100], end: false)
         let t0 = ContinuousClock.now
         let (r1, e1) = await UploadLimitTests.upload(f, stalled)
@@ -164,7 +164,7 @@ final class UploadLimitTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(totalTook, 1)
         XCTAssertLessThan(totalTook, 10)
         XCTAssertEqual(try files(gtmp), [])
-        XCTAssertEqual(try storeDigest(f.kb.store), before)
+        XCTAssertEqual(try storeDigest(f.kb.rocks), before)
         // The timed-out uploads gave their slots back: the default two are free.
         XCTAssertEqual(g.service.uploadSlots.usage.busy, 0)
         XCTAssertEqual(f.service.uploadSlots.usage.busy, 0)

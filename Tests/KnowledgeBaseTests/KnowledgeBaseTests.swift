@@ -45,17 +45,17 @@ final class KnowledgeBaseTests: XCTestCase {
     func testCountersAndNumberIndexFollowEveryWriteAndAreBuiltForOldStores() throws {
         let kb = try openKB()
         func check(_ what: String, line: UInt = #line) throws {
-            let docs = try kb.store.documents()
-            let t = try kb.store.lexStats()
+            let docs = try kb.rocks.documents()
+            let t = try kb.rocks.lexStats()
             XCTAssertTrue(t.counted, what, line: line)
             XCTAssertEqual(t.documents, docs.count, what, line: line)
             XCTAssertEqual(t.tokens, docs.reduce(0) { $0 + $1.tokens }, what, line: line)
             XCTAssertEqual(t.anchors, docs.reduce(0) { $0 + $1.anchors }, what, line: line)
             XCTAssertEqual(t.kvBytes, docs.reduce(0) { $0 + $1.kvBytes }, what, line: line)
-            XCTAssertEqual(try kb.store.db.keys("meta", prefix: Array("num/".utf8)).count, docs.count, what, line: line)
-            for d in docs { XCTAssertEqual(try kb.store.document(number: d.number), d, what, line: line) }
+            XCTAssertEqual(try kb.rocks.db.keys("meta", prefix: Array("num/".utf8)).count, docs.count, what, line: line)
+            for d in docs { XCTAssertEqual(try kb.rocks.document(number: d.number), d, what, line: line) }
             let ids = docs.map(\.id)
-            XCTAssertEqual(try kb.store.documents(limit: 2, offset: 1).map(\.id), Array(ids.dropFirst().prefix(2)), what, line: line)
+            XCTAssertEqual(try kb.rocks.documents(limit: 2, offset: 1).map(\.id), Array(ids.dropFirst().prefix(2)), what, line: line)
         }
         try check("empty")
         for name in ["danube.md", "honeybees.md", "printing-press.md"] { _ = try kb.ingest(try sample(name)) }
@@ -65,18 +65,18 @@ final class KnowledgeBaseTests: XCTestCase {
         let r = try kb.compact(toRatio: 15, adapter: nil, documents: ["honeybees.md"])
         XCTAssertEqual(r.compacted, ["honeybees.md"])
         try check("one compacted")
-        XCTAssertTrue(try kb.store.delete("printing-press.md"))
+        XCTAssertTrue(try kb.rocks.delete("printing-press.md"))
         try check("one deleted")
         let answerBefore = try kb.query("Where does the Danube flow?", k: 2, maxTokens: 6).answer
 
         // What an older build left: totals without counters, no number index.
-        var old = try kb.store.lexStats()
+        var old = try kb.rocks.lexStats()
         (old.documents, old.tokens, old.anchors, old.kvBytes, old.counted) = (0, 0, 0, 0, false)
-        let b = kb.store.db.makeBatch()
+        let b = kb.rocks.db.makeBatch()
         b.put("meta", Array("lexstats".utf8), try KVStore.json(old))
-        for k in try kb.store.db.keys("meta", prefix: Array("num/".utf8)) { b.delete("meta", k) }
-        try kb.store.db.write(b)
-        try kb.store.upgradeIndexes()  // what opening the store runs
+        for k in try kb.rocks.db.keys("meta", prefix: Array("num/".utf8)) { b.delete("meta", k) }
+        try kb.rocks.db.write(b)
+        try kb.rocks.upgradeIndexes()  // what opening the store runs
         try check("upgraded after an older build")
         XCTAssertEqual(try kb.query("Where does the Danube flow?", k: 2, maxTokens: 6).answer, answerBefore)
     }
@@ -112,34 +112,34 @@ final class KnowledgeBaseTests: XCTestCase {
         let doc = try sample("honeybees.md")
         let first = try kb.ingest(doc)
         XCTAssertEqual(first.status, .added)
-        let statsBefore = try kb.store.lexStats()
+        let statsBefore = try kb.rocks.lexStats()
         let again = try kb.ingest(doc)
         XCTAssertEqual(again.status, .unchanged)
         XCTAssertEqual(again.record, first.record)
-        XCTAssertEqual(try kb.store.lexStats().windows, statsBefore.windows)
+        XCTAssertEqual(try kb.rocks.lexStats().windows, statsBefore.windows)
 
         var changed = doc
         changed.text += "\nHoney bees also collect propolis."
         let replaced = try kb.ingest(changed)
         XCTAssertEqual(replaced.status, .replaced)
         XCTAssertNotEqual(replaced.record.number, first.record.number)
-        XCTAssertEqual(try keyCount(kb.store, number: first.record.number), 0, "the old version's keys are gone")
-        XCTAssertEqual(try kb.store.documents().count, 1)
-        XCTAssertEqual(try kb.store.lexStats().windows, 1)
-        XCTAssertTrue(try kb.store.postings("propolis").contains { $0.document == replaced.record.number })
+        XCTAssertEqual(try keyCount(kb.rocks, number: first.record.number), 0, "the old version's keys are gone")
+        XCTAssertEqual(try kb.rocks.documents().count, 1)
+        XCTAssertEqual(try kb.rocks.lexStats().windows, 1)
+        XCTAssertTrue(try kb.rocks.postings("propolis").contains { $0.document == replaced.record.number })
     }
 
     func testDeletionLeavesNoOrphanKeys() throws {
         let kb = try openKB()
         for name in ["honeybees.md", "danube.md"] { _ = try kb.ingest(try sample(name)) }
         _ = try kb.ingest(try longDocument())
-        XCTAssertEqual(try kb.store.documents().count, 3)
-        for id in ["honeybees.md", "danube.md", "long"] { XCTAssertTrue(try kb.store.delete(id)) }
-        XCTAssertFalse(try kb.store.delete("danube.md"))
+        XCTAssertEqual(try kb.rocks.documents().count, 3)
+        for id in ["honeybees.md", "danube.md", "long"] { XCTAssertTrue(try kb.rocks.delete(id)) }
+        XCTAssertFalse(try kb.rocks.delete("danube.md"))
         for family in ["docs", "windows", "kv", "lex"] {
-            XCTAssertEqual(try kb.store.db.keys(family, prefix: []).count, 0, "\(family) is empty")
+            XCTAssertEqual(try kb.rocks.db.keys(family, prefix: []).count, 0, "\(family) is empty")
         }
-        let stats = try kb.store.lexStats()
+        let stats = try kb.rocks.lexStats()
         XCTAssertEqual(stats.windows, 0)
         XCTAssertEqual(stats.totalLength, 0)
     }
@@ -148,11 +148,11 @@ final class KnowledgeBaseTests: XCTestCase {
         let kb = try openKB()
         let rec = try kb.ingest(try longDocument()).record
         let key = KVStore.kvKey(rec.number, 1, ratio: rec.ratio, layer: 7)
-        var bytes = try XCTUnwrap(try kb.store.db.get("kv", key))
+        var bytes = try XCTUnwrap(try kb.rocks.db.get("kv", key))
         bytes[bytes.count / 2] ^= 0x20
-        let b = kb.store.db.makeBatch()
+        let b = kb.rocks.db.makeBatch()
         b.put("kv", key, bytes)
-        try kb.store.db.write(b)
+        try kb.rocks.db.write(b)
         XCTAssertThrowsError(try kb.query("lighthouse", k: nil, documents: ["long"], maxTokens: 2)) {
             let message = "\($0)"
             XCTAssertTrue(message.contains("document 'long' window 1 layer 7") && message.contains("checksum"), message)
@@ -177,13 +177,13 @@ final class KnowledgeBaseTests: XCTestCase {
         let first = try kb.ingest(doc).record
         let question = "Who built the third Eddystone lighthouse?"
         let before = try kb.query(question, k: nil, documents: ["long"], maxTokens: 6)
-        let lexKeys = try kb.store.db.keys("lex", prefix: []).count
-        let stats = try kb.store.lexStats()
+        let lexKeys = try kb.rocks.db.keys("lex", prefix: []).count
+        let stats = try kb.rocks.lexStats()
         let t0 = Date()
         XCTAssertEqual(try kb.ingest(doc).status, .unchanged, "a whole document is left alone")
         print(String(format: "checking the stored copy of a %d-token, %d-window document: %.1f ms", first.tokens, first.windows, Date().timeIntervalSince(t0) * 1000))
 
-        try damage(kb.store, "kv", KVStore.kvKey(first.number, 1, ratio: first.ratio, layer: 7)) { $0[$0.count / 2] ^= 0x20 }
+        try damage(kb.rocks, "kv", KVStore.kvKey(first.number, 1, ratio: first.ratio, layer: 7)) { $0[$0.count / 2] ^= 0x20 }
         XCTAssertThrowsError(try kb.query(question, k: nil, documents: ["long"], maxTokens: 6)) {
             let message = "\($0)"
             XCTAssertTrue(message.contains("document 'long' window 1 layer 7") && message.contains("anchorkv ingest"), message)
@@ -195,10 +195,10 @@ final class KnowledgeBaseTests: XCTestCase {
         XCTAssertEqual(after.answerTokens, before.answerTokens, "the re-encoded document answers as before")
         XCTAssertEqual(after.anchors, before.anchors)
         XCTAssertEqual(try kb.ingest(doc).status, .unchanged, "once repaired it is whole")
-        XCTAssertEqual(try keyCount(kb.store, number: first.number), 0, "the damaged version's keys are gone")
-        XCTAssertEqual(try kb.store.db.keys("lex", prefix: []).count, lexKeys)
-        XCTAssertEqual(try kb.store.lexStats().windows, stats.windows)
-        XCTAssertEqual(try kb.store.lexStats().totalLength, stats.totalLength)
+        XCTAssertEqual(try keyCount(kb.rocks, number: first.number), 0, "the damaged version's keys are gone")
+        XCTAssertEqual(try kb.rocks.db.keys("lex", prefix: []).count, lexKeys)
+        XCTAssertEqual(try kb.rocks.lexStats().windows, stats.windows)
+        XCTAssertEqual(try kb.rocks.lexStats().totalLength, stats.totalLength)
     }
 
     /// A window record that no longer parses, and a lost index posting: both are found, and the
@@ -208,34 +208,34 @@ final class KnowledgeBaseTests: XCTestCase {
         let kb = try openKB()
         let doc = try longDocument()
         let first = try kb.ingest(doc).record
-        let lexKeys = try kb.store.db.keys("lex", prefix: []).count
-        let stats = try kb.store.lexStats()
-        let window0 = try kb.store.window(first, 0)
+        let lexKeys = try kb.rocks.db.keys("lex", prefix: []).count
+        let stats = try kb.rocks.lexStats()
+        let window0 = try kb.rocks.window(first, 0)
 
-        try damage(kb.store, "windows", KVStore.windowKey(first.number, 1)) { $0 = Array("{\"tokens\": [1, 2".utf8) }
+        try damage(kb.rocks, "windows", KVStore.windowKey(first.number, 1)) { $0 = Array("{\"tokens\": [1, 2".utf8) }
         XCTAssertThrowsError(try kb.query("lighthouse", k: nil, documents: ["long"], maxTokens: 2)) {
             XCTAssertTrue("\($0)".contains("window 1") && "\($0)".contains("anchorkv ingest"), "\($0)")
         }
         let repaired = try kb.ingest(doc)
         XCTAssertEqual(repaired.status, .repaired)
         XCTAssertTrue(repaired.damage?.contains("window 1: window record is not valid JSON") ?? false, repaired.damage ?? "")
-        XCTAssertEqual(try keyCount(kb.store, number: first.number), 0)
-        XCTAssertEqual(try kb.store.db.keys("lex", prefix: []).count, lexKeys, "no posting of the damaged version is left")
-        XCTAssertEqual(try kb.store.lexStats().windows, stats.windows)
-        XCTAssertEqual(try kb.store.lexStats().totalLength, stats.totalLength)
+        XCTAssertEqual(try keyCount(kb.rocks, number: first.number), 0)
+        XCTAssertEqual(try kb.rocks.db.keys("lex", prefix: []).count, lexKeys, "no posting of the damaged version is left")
+        XCTAssertEqual(try kb.rocks.lexStats().windows, stats.windows)
+        XCTAssertEqual(try kb.rocks.lexStats().totalLength, stats.totalLength)
         XCTAssertNoThrow(try kb.query("lighthouse", k: nil, documents: ["long"], maxTokens: 2))
 
         // A posting lost (deleted) from the index.
-        let second = try XCTUnwrap(try kb.store.document("long"))
+        let second = try XCTUnwrap(try kb.rocks.document("long"))
         let term = try XCTUnwrap(window0.terms.keys.sorted().first)
-        let b = kb.store.db.makeBatch()
+        let b = kb.rocks.db.makeBatch()
         b.delete("lex", KVStore.lexKey(term, second.number, 0))
-        try kb.store.db.write(b)
+        try kb.rocks.db.write(b)
         let again = try kb.ingest(doc)
         XCTAssertEqual(again.status, .repaired)
         XCTAssertTrue(again.damage?.contains("index entry of term '\(term)'") ?? false, again.damage ?? "")
-        XCTAssertEqual(try kb.store.db.keys("lex", prefix: []).count, lexKeys)
-        XCTAssertTrue(try kb.store.postings(term).contains { $0.document == again.record.number && $0.window == 0 })
+        XCTAssertEqual(try kb.rocks.db.keys("lex", prefix: []).count, lexKeys)
+        XCTAssertTrue(try kb.rocks.postings(term).contains { $0.document == again.record.number && $0.window == 0 })
         XCTAssertEqual(try kb.ingest(doc).status, .unchanged)
     }
 
@@ -248,13 +248,13 @@ final class KnowledgeBaseTests: XCTestCase {
         let doc = try longDocument()
         let first = try kb.ingest(doc).record
         func counts() throws -> [Int] {
-            try ["docs", "windows", "kv", "lex"].map { try kb.store.db.keys($0, prefix: []).count } + [try kb.store.lexStats().windows, try kb.store.lexStats().totalLength]
+            try ["docs", "windows", "kv", "lex"].map { try kb.rocks.db.keys($0, prefix: []).count } + [try kb.rocks.lexStats().windows, try kb.rocks.lexStats().totalLength]
         }
         let whole = try counts()
         func garble() throws {
-            let b = kb.store.db.makeBatch()
+            let b = kb.rocks.db.makeBatch()
             b.put("docs", Array("long".utf8), Array("{\"id\": \"long\", \"numb".utf8))
-            try kb.store.db.write(b)
+            try kb.rocks.db.write(b)
         }
         try garble()
         XCTAssertThrowsError(try kb.query("Who built the Eddystone lighthouse?", k: 2, maxTokens: 2)) {
@@ -265,17 +265,17 @@ final class KnowledgeBaseTests: XCTestCase {
         let repaired = try kb.ingest(doc)
         XCTAssertEqual(repaired.status, .repaired)
         XCTAssertEqual(try counts(), whole, "the lost version's keys are gone, the totals are right")
-        XCTAssertEqual(try keyCount(kb.store, number: first.number), 0)
-        XCTAssertEqual(try keyCount(kb.store, number: bees.number), bees.windows * (1 + kb.model.config.layerCount), "the other document is untouched")
+        XCTAssertEqual(try keyCount(kb.rocks, number: first.number), 0)
+        XCTAssertEqual(try keyCount(kb.rocks, number: bees.number), bees.windows * (1 + kb.model.config.layerCount), "the other document is untouched")
         XCTAssertNoThrow(try kb.query("Who decoded the waggle dance of bees?", k: 2, maxTokens: 2))
         XCTAssertEqual(try kb.ingest(doc).status, .unchanged)
 
         try garble()
-        XCTAssertTrue(try kb.store.delete("long"))
-        XCTAssertEqual(try kb.store.documents().map(\.id), ["honeybees.md"])
-        XCTAssertEqual(try keyCount(kb.store, number: repaired.record.number), 0)
-        XCTAssertEqual(try kb.store.lexStats().windows, bees.windows)
-        XCTAssertNil(try kb.store.damage(of: bees))
+        XCTAssertTrue(try kb.rocks.delete("long"))
+        XCTAssertEqual(try kb.rocks.documents().map(\.id), ["honeybees.md"])
+        XCTAssertEqual(try keyCount(kb.rocks, number: repaired.record.number), 0)
+        XCTAssertEqual(try kb.rocks.lexStats().windows, bees.windows)
+        XCTAssertNil(try kb.rocks.damage(of: bees))
     }
 
     /// The adapter a document needs is registered in the document's own batch: a refused
@@ -283,14 +283,14 @@ final class KnowledgeBaseTests: XCTestCase {
     func testAdapterRegistrationTravelsWithTheDocument() throws {
         let kb = try openKB()
         func recorded() throws -> [String: String] {
-            try JSONDecoder().decode(StoreManifest.self, from: Data(XCTUnwrap(try kb.store.db.get("meta", Array("manifest".utf8))))).adapters
+            try JSONDecoder().decode(StoreManifest.self, from: Data(XCTUnwrap(try kb.rocks.db.get("meta", Array("manifest".utf8))))).adapters
         }
         XCTAssertNil(try recorded()["5"], "opening the knowledge base registers nothing")
         let honeybees = try kb.ingest(try sample("honeybees.md")).record
         XCTAssertEqual(try recorded()["5"], "none", "the first document at ratio 5 registered its adapter")
-        XCTAssertEqual(kb.store.manifest.adapters["5"], "none")
-        XCTAssertEqual(try kb.store.document("honeybees.md"), honeybees)
-        XCTAssertThrowsError(try kb.store.checkAdapter(ratio: 5, fingerprint: "another")) {
+        XCTAssertEqual(kb.rocks.manifest.adapters["5"], "none")
+        XCTAssertEqual(try kb.rocks.document("honeybees.md"), honeybees)
+        XCTAssertThrowsError(try kb.rocks.checkAdapter(ratio: 5, fingerprint: "another")) {
             XCTAssertTrue("\($0)".contains("made with adapter none"), "\($0)")
         }
     }
@@ -303,7 +303,7 @@ final class KnowledgeBaseTests: XCTestCase {
         XCTAssertEqual(kb.limits, IngestLimits(maxDocumentTokens: 65536, maxDocumentSeconds: 600))
         let bees = try sample("honeybees.md")
         let stored = try kb.ingest(bees).record
-        let digest = try storeDigest(kb.store)
+        let digest = try storeDigest(kb.rocks)
         let long = try longDocument()
         kb.limits.maxDocumentTokens = 600
         XCTAssertThrowsError(try kb.ingest(long)) {
@@ -316,8 +316,8 @@ final class KnowledgeBaseTests: XCTestCase {
         var changed = bees
         changed.text += "\nBees also make wax."
         XCTAssertThrowsError(try kb.ingest(changed)) { XCTAssertTrue("\($0)".contains("ingest.max_document_seconds"), "\($0)") }
-        XCTAssertEqual(try storeDigest(kb.store), digest, "a refused document changes nothing")
-        XCTAssertEqual(try kb.store.document("honeybees.md"), stored)
+        XCTAssertEqual(try storeDigest(kb.rocks), digest, "a refused document changes nothing")
+        XCTAssertEqual(try kb.rocks.document("honeybees.md"), stored)
         kb.limits = IngestLimits(maxDocumentTokens: 777, maxDocumentSeconds: 600)
         XCTAssertEqual(try kb.ingest(long).status, .added, "a document at the bound is taken")
     }
@@ -370,7 +370,7 @@ final class KnowledgeBaseTests: XCTestCase {
             let kv = (0..<c.layerCount).map { _ in
                 TensorRecord(positions: positions, keys: [Float](repeating: 0.01, count: n * c.kvDim), values: [Float](repeating: 0.01, count: n * c.kvDim), cols: c.kvDim)
             }
-            try kb.store.put(DocumentWrite(record: record, windows: [window], kv: [kv]))
+            try kb.rocks.put(DocumentWrite(record: record, windows: [window], kv: [kv]))
         }
         func assertRefused(_ phrase: String, line: UInt = #line) {
             XCTAssertThrowsError(try kb.query("forged", k: nil, documents: ["forged"], maxTokens: 1), line: line) { e in
@@ -428,4 +428,9 @@ final class KnowledgeBaseTests: XCTestCase {
             XCTAssertTrue(reasons.contains(want), "\(want) in \(reasons)")
         }
     }
+}
+
+extension KnowledgeBase {
+    /// The embedded RocksDB store these tests build on (its keys, batches and upgrades).
+    var rocks: KVStore { store as! KVStore }
 }

@@ -1,3 +1,4 @@
+import RedisTestSupport
 import XCTest
 @testable import RedisCluster
 

@@ -1,4 +1,5 @@
 import Foundation
+import RedisTestSupport
 import XCTest
 @testable import RedisCluster
 

@@ -1,18 +1,18 @@
 import Foundation
 import XCTest
-@testable import RedisCluster
+import RedisCluster
 
 /// A redis-server of its own on a free 127.0.0.1 port (Debian's redis-server, installed by
 /// tools/setup.sh), its files in a temporary folder; stopped when the object goes away.
 /// Started with posix_spawn and reaped with waitpid, so a stop is a signal and a wait, nothing
 /// else in between.
-final class LocalRedis {
-    let port: Int
-    let dir: URL
+public final class LocalRedis {
+    public let port: Int
+    public let dir: URL
     private(set) var pid: pid_t = 0
 
     /// `cluster`: cluster mode with a short node timeout, so failovers finish within a test.
-    init(cluster: Bool = false, nodeTimeoutMs: Int = 2000, extra: [String] = []) throws {
+    public init(cluster: Bool = false, nodeTimeoutMs: Int = 2000, extra: [String] = []) throws {
         let binary = try Self.binary()
         port = try Self.freePort(cluster: cluster)
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("akv-redis-\(port)-\(UUID().uuidString.prefix(8))")
@@ -33,10 +33,10 @@ final class LocalRedis {
         try? FileManager.default.removeItem(at: dir)
     }
 
-    var isRunning: Bool { pid != 0 }
+    public var isRunning: Bool { pid != 0 }
 
     /// Stops the server (SIGTERM lets it shut down, SIGKILL is a crash) and reaps it.
-    func stop(signal: Int32 = SIGTERM) {
+    public func stop(signal: Int32 = SIGTERM) {
         guard pid != 0 else { return }
         kill(pid, signal)
         var status: Int32 = 0
@@ -45,7 +45,7 @@ final class LocalRedis {
     }
 
     /// Connects once the server accepts connections (it starts in a few milliseconds).
-    func connect() async throws -> RedisConnection {
+    public func connect() async throws -> RedisConnection {
         let deadline = ContinuousClock.now + .seconds(10)
         while true {
             do {
@@ -82,7 +82,7 @@ final class LocalRedis {
     }
 
     /// The redis-server binary; a skip where it is missing, a failure where CI requires it.
-    static func binary() throws -> String {
+    public static func binary() throws -> String {
         if let b = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) {
             return b
         }
@@ -93,7 +93,7 @@ final class LocalRedis {
     }
 
     /// A free port; in cluster mode also port + 10000 (the cluster bus) must be free.
-    static func freePort(cluster: Bool) throws -> Int {
+    public static func freePort(cluster: Bool) throws -> Int {
         for _ in 0..<100 {
             guard let p = bindable(0) else { break }
             if !cluster || (p + 10000 <= 65535 && bindable(p + 10000) != nil) { return p }

@@ -1,16 +1,16 @@
 import Foundation
 import XCTest
-@testable import RedisCluster
+import RedisCluster
 
 /// A Redis Cluster of its own on 127.0.0.1: `masters` masters with `replicasPerMaster` replicas
 /// each, slots split evenly, built with CLUSTER ADDSLOTSRANGE / MEET / REPLICATE (no redis-cli);
 /// every node killed when the object goes away.
-final class LocalRedisCluster {
-    let nodes: [LocalRedis]
-    private(set) var ids: [String] = []
-    let masters: Int
+public final class LocalRedisCluster {
+    public let nodes: [LocalRedis]
+    public private(set) var ids: [String] = []
+    public let masters: Int
 
-    init(masters: Int = 3, replicasPerMaster: Int = 1, nodeTimeoutMs: Int = 2000) async throws {
+    public init(masters: Int = 3, replicasPerMaster: Int = 1, nodeTimeoutMs: Int = 2000) async throws {
         self.masters = masters
         nodes = try (0..<(masters * (1 + replicasPerMaster))).map { _ in try LocalRedis(cluster: true, nodeTimeoutMs: nodeTimeoutMs) }
         var connections: [RedisConnection] = []
@@ -48,12 +48,12 @@ final class LocalRedisCluster {
 
     deinit { for n in nodes { n.stop(signal: SIGKILL) } }
 
-    var seeds: [RedisNodeAddress] { nodes.filter(\.isRunning).map { RedisNodeAddress(host: "127.0.0.1", port: $0.port) } }
+    public var seeds: [RedisNodeAddress] { nodes.filter(\.isRunning).map { RedisNodeAddress(host: "127.0.0.1", port: $0.port) } }
 
-    func index(of address: RedisNodeAddress) -> Int? { nodes.firstIndex { $0.port == address.port } }
+    public func index(of address: RedisNodeAddress) -> Int? { nodes.firstIndex { $0.port == address.port } }
 
     /// Every running node says cluster_state:ok and every running replica's link is up.
-    func waitHealthy(_ given: [RedisConnection]? = nil, timeout: Duration = .seconds(20)) async throws {
+    public func waitHealthy(_ given: [RedisConnection]? = nil, timeout: Duration = .seconds(20)) async throws {
         var connections: [RedisConnection] = []
         if let given { connections = given } else { for n in nodes where n.isRunning { connections.append(try await n.connect()) } }
         try await Self.until("the cluster is healthy", timeout: timeout) {
@@ -68,7 +68,7 @@ final class LocalRedisCluster {
         if given == nil { for c in connections { await c.close() } }
     }
 
-    static func string(_ v: RESPValue) throws -> String {
+    public static func string(_ v: RESPValue) throws -> String {
         switch v {
         case .bulkString(let b?): return String(decoding: b, as: UTF8.self)
         case .simpleString(let s): return s
@@ -76,7 +76,7 @@ final class LocalRedisCluster {
         }
     }
 
-    static func until(_ what: String, timeout: Duration = .seconds(20), _ check: () async throws -> Bool) async throws {
+    public static func until(_ what: String, timeout: Duration = .seconds(20), _ check: () async throws -> Bool) async throws {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             if try await check() { return }

@@ -1,0 +1,205 @@
+import Dispatch
+import Foundation
+import KVStore
+import RedisCluster
+import Synchronization
+
+/// The Redis Cluster store behind the knowledge base's store interface (`DocumentStore`),
+/// whose callers are synchronous: each call runs the async client and waits for it. Callers
+/// are the CLI's main thread and the service's blocking-work threads, never a Swift
+/// concurrency thread (waiting there could starve the client's own tasks).
+public final class RedisDocumentStore: DocumentStore {
+    public let store: RedisStore
+    public let location: String
+    /// Document numbers (what postings name) to their records, filled by `postings`: a number
+    /// names one immutable version, so an entry never goes stale.
+    private let byNumber = Mutex<[UInt64: DocumentRecord]>([:])
+    /// Writes that were stored but reached fewer replicas than required (since open).
+    public let degradedWrites = Atomic<Int>(0)
+
+    public init(store: RedisStore, location: String) {
+        self.store = store
+        self.location = location
+    }
+
+    /// Connects to the cluster at `seeds` and opens knowledge base `name` (see `RedisStore.open`).
+    public static func open(seeds: [RedisNodeAddress], name: String, password: String?, modelFingerprint: String?, modelName: String?,
+                            create: Bool, dtype: TensorDType = .f16, shape: ModelShape? = nil, location: String,
+                            options: RedisStore.Options = RedisStore.Options()) throws -> RedisDocumentStore {
+        var clientOptions = RedisClusterClient.Options()
+        clientOptions.password = password
+        let client = RedisClusterClient(seeds: seeds, options: clientOptions)
+        let store = try blocking {
+            let s = try await RedisStore.open(client: client, knowledgeBase: name, modelFingerprint: modelFingerprint, modelName: modelName,
+                                              create: create, dtype: dtype, shape: shape, options: options)
+            _ = try await s.refreshAdapters()
+            return s
+        }
+        return RedisDocumentStore(store: store, location: location)
+    }
+
+    public var manifest: StoreManifest { store.manifest }
+    public func snapshot() -> any StoreSnapshot { View() }
+
+    /// Reads on a cluster need no snapshot: a manifest names one immutable version.
+    final class View: StoreSnapshot {}
+
+    public func stored(_ id: String, snapshot: (any StoreSnapshot)?) throws -> KVStore.StoredDocument {
+        do {
+            return try document(id, snapshot: snapshot).map { .whole($0) } ?? .absent
+        } catch StoreError.corrupt {
+            return .unreadable
+        }
+    }
+
+    public func document(_ id: String, snapshot: (any StoreSnapshot)?) throws -> DocumentRecord? {
+        try blocking { try await self.store.document(id) }
+    }
+
+    public func document(number n: UInt64, snapshot: (any StoreSnapshot)?) throws -> DocumentRecord? {
+        byNumber.withLock { $0[n] }
+    }
+
+    public func documents(snapshot: (any StoreSnapshot)?) throws -> [DocumentRecord] {
+        try blocking { try await self.store.documents() }
+    }
+
+    public func documents(limit: Int, offset: Int, snapshot: (any StoreSnapshot)?) throws -> [DocumentRecord] {
+        Array(try documents(snapshot: snapshot).dropFirst(offset).prefix(limit))
+    }
+
+    public func window(_ doc: DocumentRecord, _ w: Int, snapshot: (any StoreSnapshot)?) throws -> WindowRecord {
+        try blocking { try await self.store.window(doc, w) }
+    }
+
+    public func loadKV(_ doc: DocumentRecord, window w: Int, layers: Int, expect: TensorCodec.Shape?,
+                       snapshot: (any StoreSnapshot)?) throws -> [TensorRecord] {
+        let records = try blocking { try await self.store.loadKV(doc, window: w, expect: expect) }
+        guard records.count == layers else {
+            throw StoreError.corruptRecord(document: doc.id, window: w, layer: nil, reason: "\(records.count) layers of KV, the model has \(layers)")
+        }
+        return records
+    }
+
+    public func loadKV(_ doc: DocumentRecord, window w: Int, layer l: Int, expect: TensorCodec.Shape?,
+                       snapshot: (any StoreSnapshot)?) throws -> TensorRecord {
+        let records = try blocking { try await self.store.loadKV(doc, window: w, expect: expect) }
+        guard l < records.count else { throw StoreError.missingRecord(document: doc.id, window: w, layer: l, what: "KV record") }
+        return records[l]
+    }
+
+    public func postings(_ term: String, snapshot: (any StoreSnapshot)?) throws -> [Posting] {
+        let found = try blocking { try await self.store.postings(term) }
+        byNumber.withLock { cache in
+            if cache.count > 200_000 { cache.removeAll(keepingCapacity: true) }
+            for (record, _) in found { cache[record.number] = record }
+        }
+        return found.map(\.1)
+    }
+
+    public func lexStats(snapshot: (any StoreSnapshot)?) throws -> KVStore.LexStats {
+        try blocking { try await self.store.lexStats() }
+    }
+
+    /// Every window record readable and every layer's KV there with its checksum: what a
+    /// re-ingest of unchanged text checks before calling the stored copy whole.
+    public func damage(of doc: DocumentRecord, shape: ModelShape?, snapshot: (any StoreSnapshot)?) throws -> String? {
+        let layers = shape?.layers ?? manifest.shape?.layers
+        return try blocking {
+            for w in 0..<doc.windows {
+                do {
+                    _ = try await self.store.window(doc, w)
+                    let kv = try await self.store.rawKV(doc, window: w)
+                    if let layers, kv.count != layers { return "window \(w) holds \(kv.count) layers of KV, the model has \(layers)" }
+                } catch let e as StoreError {
+                    return "\(e)"
+                }
+            }
+            return nil
+        }
+    }
+
+    public func checkAdapter(ratio: Int, fingerprint: String?) throws {
+        let fp = fingerprint ?? "none"
+        if let existing = manifest.adapters[String(ratio)], existing != fp {
+            throw StoreError.adapterConflict(ratio: ratio, stored: existing, requested: fp)
+        }
+    }
+
+    public func encode(_ record: TensorRecord) -> [UInt8] {
+        TensorCodec.encode(record, dtype: TensorDType(name: manifest.dtype) ?? .f16, compression: .none)
+    }
+
+    /// Stores each document whole or not at all. A document stored on fewer replicas than
+    /// required is visible but not acknowledged: counted in `degradedWrites` and thrown as
+    /// `StoreError.notReplicated`, so the caller can write it again.
+    public func putEncoded(_ docs: [EncodedDocument], adapters: [String: String], shape: ModelShape?) throws -> [DocumentRecord] {
+        let results = try blocking { try await self.store.put(docs, adapters: adapters) }
+        try check(results)
+        return results.map(\.record)
+    }
+
+    private func check(_ results: [RedisStore.PutResult]) throws {
+        let short = results.filter { !$0.acknowledged }
+        guard !short.isEmpty else { return }
+        degradedWrites.add(short.count, ordering: .relaxed)
+        throw StoreError.notReplicated(documents: short.map(\.record.id), replicas: short.map(\.replicas).min() ?? 0, required: store.options.minReplicas)
+    }
+
+    @discardableResult
+    public func delete(_ id: String) throws -> Bool {
+        try blocking { try await self.store.delete(id) }
+    }
+
+    public func replaceKV(of expected: DocumentRecord, ratio: Int, adapter: String?, kv: [[TensorRecord]], anchors: Int) throws -> (before: Int, after: Int) {
+        guard kv.count == expected.windows else { throw StoreError.invalidInput("document '\(expected.id)': \(kv.count) windows of KV, the record has \(expected.windows)") }
+        var windows: [WindowRecord] = []
+        for w in 0..<expected.windows { windows.append(try window(expected, w, snapshot: nil)) }
+        var record = expected
+        record.ratio = ratio
+        record.adapter = adapter
+        record.anchors = anchors
+        let encoded = EncodedDocument(record: record, windows: windows, kv: kv.map { $0.map(encode) })
+        let result = try blocking { try await self.store.put(encoded, adapters: [String(ratio): adapter ?? "none"], replacing: expected) }
+        try check([result])
+        return (expected.kvBytes, result.record.kvBytes)
+    }
+
+    /// Redis frees a key's memory when it is deleted: nothing to give back.
+    public func compactStorage() {}
+
+    public func stats(logicalBytes: Bool, snapshot: (any StoreSnapshot)?) throws -> StoreStats {
+        let s = try lexStats(snapshot: snapshot)
+        var out = StoreStats()
+        (out.documents, out.windows, out.tokens, out.anchors, out.kvBytes) = (s.documents, s.windows, s.tokens, s.anchors, s.kvBytes)
+        return out
+    }
+
+    /// The memory of the cluster's data set (every knowledge base on it), from INFO memory.
+    public func diskBytes() -> Int {
+        (try? blocking { () async throws -> Int in
+            var total = 0
+            for node in try await self.store.client.currentTopology().masters {
+                guard case .bulkString(let b?) = try await self.store.client.run(["INFO", "memory"], on: node) else { continue }
+                for line in String(decoding: b, as: UTF8.self).split(whereSeparator: \.isNewline) where line.hasPrefix("used_memory_dataset:") {
+                    total += Int(line.dropFirst("used_memory_dataset:".count)) ?? 0
+                }
+            }
+            return total
+        }) ?? 0
+    }
+}
+
+/// Runs async work to completion from a thread that may block, and returns its result.
+func blocking<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
+    let result = Mutex<Result<T, any Error>?>(nil)
+    let done = DispatchSemaphore(value: 0)
+    Task.detached {
+        let r: Result<T, any Error>
+        do { r = .success(try await body()) } catch { r = .failure(error) }
+        result.withLock { $0 = r }
+        done.signal()
+    }
+    done.wait()
+    return try result.withLock { $0! }.get()
+}
