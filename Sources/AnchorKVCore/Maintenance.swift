@@ -66,14 +66,6 @@ extension KnowledgeService {
 
     // MARK: snapshots
 
-    /// The store as the embedded RocksDB store, for the work only it does yet.
-    static func embedded(_ store: any DocumentStore, _ what: String) throws(CoreError) -> KVStore {
-        guard let rocks = store as? KVStore else {
-            throw CoreError(.unavailable, "\(what) of a Redis Cluster store (\(store.location)) is not built yet; it works on a folder store")
-        }
-        return rocks
-    }
-
     /// Opens the configured store for byte-level work: no model is loaded, fingerprints are compared as recorded.
     static func openStoreOnly(_ config: AppConfig) throws(CoreError) -> any DocumentStore {
         let location = try StoreLocation.parse(config.storePath)
@@ -83,16 +75,16 @@ extension KnowledgeService {
     /// Writes the configured store (or some documents) to one snapshot file, without loading the model.
     public static func export(config: AppConfig, documents: [String]?, to path: String,
                               progress: (_ done: Int, _ total: Int, _ bytes: Int) -> Void = { _, _, _ in }) throws(CoreError) -> ExportResult {
-        try export(store: embedded(openStoreOnly(config), "export"), documents: documents, to: path, progress: progress)
+        try export(store: openStoreOnly(config), documents: documents, to: path, progress: progress)
     }
 
     /// Writes the store (or some documents) from one RocksDB snapshot to `path` (via path.partial).
     public func export(documents: [String]?, to path: String,
                        progress: (_ done: Int, _ total: Int, _ bytes: Int) -> Void = { _, _, _ in }) throws(CoreError) -> ExportResult {
-        try Self.export(store: Self.embedded(kb.store, "export"), documents: documents, to: path, progress: progress)
+        try Self.export(store: kb.store, documents: documents, to: path, progress: progress)
     }
 
-    static func export(store: KVStore, documents ids: [String]?, to path: String,
+    static func export(store: any DocumentStore, documents ids: [String]?, to path: String,
                        progress: (Int, Int, Int) -> Void) throws(CoreError) -> ExportResult {
         if let ids {
             guard !ids.isEmpty else { throw .invalidInput("the document list is empty; leave it out to export every document") }
@@ -107,13 +99,16 @@ extension KnowledgeService {
     /// missing, after the whole file verified), without loading the model.
     public static func importSnapshot(config: AppConfig, file: String, onConflict: ConflictPolicy = .fail,
                                       progress: (ImportProgress) -> Void = { _ in }) throws(CoreError) -> ImportResult {
-        let path = try config.folderStorePath(for: "import")
-        let store = try CoreError.mapping {
-            if FileManager.default.fileExists(atPath: (path as NSString).appendingPathComponent("CURRENT")) {
-                return try KVStore(path: path, modelFingerprint: nil, modelName: nil, create: false)
+        let location = try StoreLocation.parse(config.storePath)
+        let store = try CoreError.mapping { () throws -> any DocumentStore in
+            if case .folder(let path) = location, !FileManager.default.fileExists(atPath: (path as NSString).appendingPathComponent("CURRENT")) {
+                let m = try SnapshotReader.read(path: file)
+                return try KVStore(path: path, modelFingerprint: m.modelFingerprint, modelName: m.modelName, create: true)
             }
-            let m = try SnapshotReader.read(path: file)
-            return try KVStore(path: path, modelFingerprint: m.modelFingerprint, modelName: m.modelName, create: true)
+            do { return try location.open(config: config, modelFingerprint: nil, modelName: nil, create: false) } catch StoreError.notAStore {
+                let m = try SnapshotReader.read(path: file)  // a new knowledge base on the cluster, after the file verified
+                return try location.open(config: config, modelFingerprint: m.modelFingerprint, modelName: m.modelName, create: true)
+            }
         }
         return try importSnapshot(file: file, into: store, onConflict: onConflict, progress: progress)
     }
@@ -123,15 +118,15 @@ extension KnowledgeService {
     /// that are not are listed in `undecodable`.
     public func importSnapshot(file: String, onConflict: ConflictPolicy = .fail,
                                progress: (ImportProgress) -> Void = { _ in }) throws(CoreError) -> ImportResult {
-        var r = try Self.importSnapshot(file: file, into: Self.embedded(kb.store, "import"), onConflict: onConflict, progress: progress)
+        var r = try Self.importSnapshot(file: file, into: kb.store, onConflict: onConflict, progress: progress)
         r.undecodable = r.snapshot.adapters.filter { !addDecoder(ratio: $0.key, fingerprint: $0.value) }
         return r
     }
 
-    static func importSnapshot(file: String, into store: KVStore, onConflict: ConflictPolicy,
+    static func importSnapshot(file: String, into store: any DocumentStore, onConflict: ConflictPolicy,
                                progress: (ImportProgress) -> Void) throws(CoreError) -> ImportResult {
         let r = try CoreError.mapping { try SnapshotImporter.importSnapshot(from: file, into: store, onConflict: onConflict, progress: progress) }
-        return ImportResult(snapshot: SnapshotInfo(r.manifest), store: store.path, file: file, added: r.added, replaced: r.replaced,
+        return ImportResult(snapshot: SnapshotInfo(r.manifest), store: store.location, file: file, added: r.added, replaced: r.replaced,
                             unchanged: r.unchanged, repaired: r.repaired, skipped: r.skipped, bytes: r.bytes, seconds: r.seconds,
                             mbPerS: r.megabytesPerSecond, undecodable: [:])
     }

@@ -80,16 +80,6 @@ public enum StoreLocation: Equatable, Sendable {
 }
 
 extension AppConfig {
-    /// The configured store as a folder, for the work only the embedded store does yet
-    /// (snapshot import); a Redis Cluster URL is refused with a clear error.
-    public func folderStorePath(for what: String) throws(CoreError) -> String {
-        switch try StoreLocation.parse(storePath) {
-        case .folder(let path): return path
-        case .redisCluster(let address):
-            throw CoreError(.unavailable, "\(what) into a Redis Cluster store (\(address.description)) is not built yet; it works on a folder store (--store FOLDER)")
-        }
-    }
-
     /// The Redis password: ANCHORKV_REDIS_PASSWORD, or the first line of the file
     /// ANCHORKV_REDIS_PASSWORD_FILE names (URLs never carry one); nil when neither is set.
     public func redisPassword(environment: [String: String] = ProcessInfo.processInfo.environment) throws(CoreError) -> String? {

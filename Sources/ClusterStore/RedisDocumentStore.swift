@@ -41,8 +41,73 @@ public final class RedisDocumentStore: DocumentStore {
     public var manifest: StoreManifest { store.manifest }
     public func snapshot() -> any StoreSnapshot { View() }
 
-    /// Reads on a cluster need no snapshot: a manifest names one immutable version.
-    final class View: StoreSnapshot {}
+    /// Reads on a cluster need no snapshot: a manifest names one immutable version. A view
+    /// keeps the last window's KV read through it, so that reading it layer by layer (snapshot
+    /// export) fetches it once.
+    final class View: StoreSnapshot {
+        let lastWindow = Mutex<(number: UInt64, window: Int, layers: [[UInt8]])?>(nil)
+    }
+
+    public func rawKV(_ doc: DocumentRecord, window w: Int, layer l: Int, snapshot: (any StoreSnapshot)?) throws -> [UInt8] {
+        let view = snapshot as? View
+        var layers = view?.lastWindow.withLock { c in c.flatMap { $0.number == doc.number && $0.window == w ? $0.layers : nil } }
+        if layers == nil {
+            let fetched = try blocking { try await self.store.rawKV(doc, window: w) }
+            view?.lastWindow.withLock { $0 = (doc.number, w, fetched) }
+            layers = fetched
+        }
+        guard let layers, l < layers.count else { throw StoreError.missingRecord(document: doc.id, window: w, layer: l, what: "KV record") }
+        return layers[l]
+    }
+
+    public func layerCount(of doc: DocumentRecord, snapshot: (any StoreSnapshot)?) throws -> Int {
+        try blocking { try await self.store.rawKV(doc, window: 0).count }
+    }
+
+    public func modelShape(snapshot: (any StoreSnapshot)?) throws -> ModelShape? { manifest.shape }
+
+    public func beginBatchWrite() -> any DocumentBatchWrite { BatchWrite(store: self) }
+
+    /// Each document staged (keys and postings written, invisible) as it is added; committed one
+    /// by one, in order, at `commit`; what was staged is deleted on `abandon`.
+    final class BatchWrite: DocumentBatchWrite {
+        let store: RedisDocumentStore
+        private var staged: [RedisStore.StagedDocument] = []
+        private var ids = Set<String>()
+        private var finished = false
+        var count: Int { staged.count }
+        init(store: RedisDocumentStore) { self.store = store }
+
+        func add(_ d: EncodedDocument) throws {
+            precondition(!finished, "a batch write used after commit or abandon")
+            guard ids.insert(d.record.id).inserted else { throw StoreError.invalidInput("document '\(d.record.id)' appears twice in one write") }
+            let inner = store.store
+            staged.append(try blocking { try await inner.stage(d) })
+        }
+
+        func commit(adapters: [String: String], shape: ModelShape?) throws -> [DocumentRecord] {
+            precondition(!finished, "a batch write committed twice")
+            let inner = store.store, docs = staged
+            let results = try blocking { () async throws -> [RedisStore.PutResult] in
+                try await inner.register(adapters: adapters)
+                var out: [RedisStore.PutResult] = []
+                for s in docs { out.append(try await inner.commit(s)) }
+                return out
+            }
+            finished = true
+            try store.check(results)
+            return results.map(\.record)
+        }
+
+        func abandon() {
+            guard !finished else { return }
+            finished = true
+            let inner = store.store, docs = staged
+            _ = try? blocking { for s in docs { try await inner.discard(s) } }
+        }
+
+        deinit { abandon() }
+    }
 
     public func stored(_ id: String, snapshot: (any StoreSnapshot)?) throws -> KVStore.StoredDocument {
         do {
@@ -139,7 +204,7 @@ public final class RedisDocumentStore: DocumentStore {
         return results.map(\.record)
     }
 
-    private func check(_ results: [RedisStore.PutResult]) throws {
+    func check(_ results: [RedisStore.PutResult]) throws {
         let short = results.filter { !$0.acknowledged }
         guard !short.isEmpty else { return }
         degradedWrites.add(short.count, ordering: .relaxed)

@@ -227,19 +227,15 @@ public final class RedisStore: Sendable {
     /// documents on a cluster). `adapters` (ratio -> fingerprint) must agree with the ones the
     /// knowledge base holds: the first writer of a ratio sets it (HSETNX on the manifest's slot).
     public func put(_ docs: [EncodedDocument], adapters: [String: String]) async throws -> [PutResult] {
-        for d in docs {
-            guard d.windows.count == d.kv.count, d.windows.count == d.record.windows, !d.kv.isEmpty else {
-                throw StoreError.invalidInput("document '\(d.record.id)': \(d.windows.count) windows, \(d.kv.count) KV lists, record says \(d.record.windows)")
-            }
-            guard Set(d.kv.map(\.count)).count == 1 else { throw StoreError.invalidInput("document '\(d.record.id)': windows with different layer counts") }
-        }
         try await register(adapters: adapters)
         var out: [PutResult] = []
         for d in docs { out.append(try await put(d)) }
         return out
     }
 
-    private func register(adapters: [String: String]) async throws {
+    /// Records the ratios' adapters (HSETNX: the first writer of a ratio sets it); another
+    /// adapter for a ratio held is refused.
+    public func register(adapters: [String: String]) async throws {
         let key = keys.manifest + Array(":adapters".utf8)
         for (ratio, fp) in adapters.sorted(by: { $0.key < $1.key }) {
             let replies = try await client.pipeline([[Array("HSETNX".utf8), key, Array(ratio.utf8), Array(fp.utf8)],
@@ -265,16 +261,18 @@ public final class RedisStore: Sendable {
         return out
     }
 
-    /// Sets KEYS[1] to ARGV[1] only if every other key exists: a version becomes visible only on
-    /// a master that holds all of it.
-    /// With ARGV[2] (a number), only if the manifest there still names that version (-1 if not).
+    /// Sets KEYS[1] to ARGV[1] only if every other key exists, so that a version becomes
+    /// visible only on a master that holds all of it; with ARGV[2] (a number) only if the
+    /// manifest there still names that version. Returns {1, the manifest replaced or ''},
+    /// {0} when a key is missing, {-1} when the version changed.
     static let commitScript = """
+        local cur = redis.call('GET', KEYS[1])
         if ARGV[2] ~= '' then
-          local cur = redis.call('GET', KEYS[1])
-          if not cur or tostring(cjson.decode(cur).record.number) ~= ARGV[2] then return -1 end
+          if not cur or tostring(cjson.decode(cur).record.number) ~= ARGV[2] then return {-1} end
         end
-        for i = 2, #KEYS do if redis.call('EXISTS', KEYS[i]) == 0 then return 0 end end
-        redis.call('SET', KEYS[1], ARGV[1]) return 1
+        for i = 2, #KEYS do if redis.call('EXISTS', KEYS[i]) == 0 then return {0} end end
+        redis.call('SET', KEYS[1], ARGV[1])
+        return {1, cur or ''}
         """
 
     private func waitCommand() -> [[UInt8]] {
@@ -287,32 +285,35 @@ public final class RedisStore: Sendable {
         return Int(n)
     }
 
-    /// Writes one document; with `replacing`, only if the stored version is still that one
-    /// (compaction swaps a document's KV; a re-ingest or delete meanwhile wins).
-    public func put(_ d: EncodedDocument, adapters: [String: String], replacing expected: DocumentRecord) async throws -> PutResult {
-        try await register(adapters: adapters)
-        return try await put(d, replacing: expected)
+    /// A document version written but not visible yet: its keys and postings are in place under
+    /// a fresh number, and nothing names it until `commit`.
+    public struct StagedDocument: Sendable {
+        public var record: DocumentRecord
+        let tag: String
+        let manifest: DocumentManifest
+        let versionKeys: [[UInt8]]
+        let postings: [[UInt8]: [[UInt8]]]
+        let totalLength: Int
+        /// The fewest replicas WAIT counted so far.
+        var replicas: Int
     }
 
-    private func put(_ d: EncodedDocument, replacing expected: DocumentRecord? = nil) async throws -> PutResult {
+    /// Writes a version's windows, KV and postings (each part followed by WAIT on its slot).
+    public func stage(_ d: EncodedDocument) async throws -> StagedDocument {
+        guard d.windows.count == d.kv.count, d.windows.count == d.record.windows, !d.kv.isEmpty else {
+            throw StoreError.invalidInput("document '\(d.record.id)': \(d.windows.count) windows, \(d.kv.count) KV lists, record says \(d.record.windows)")
+        }
+        guard Set(d.kv.map(\.count)).count == 1 else { throw StoreError.invalidInput("document '\(d.record.id)': windows with different layer counts") }
         let tag = RedisKeys.documentTag(d.record.id)
-        let slot = keys.docSlot(tag)
         guard case .integer(let n) = try await client.run([Array("INCR".utf8), keys.next], slot: keys.kbSlot) else {
             throw RedisError.protocolError("INCR did not answer an integer")
         }
         var record = d.record
         record.number = UInt64(n)
         record.kvBytes = d.kv.joined().reduce(0) { $0 + $1.count }
-        let previous = try await manifest(tag: tag)
-        if let expected, previous?.record != expected {
-            throw StoreError.invalidInput("document '\(expected.id)' changed while it was being re-encoded")
-        }
         try await client.run([Array("HSET".utf8), keys.catalogue, Array(record.id.utf8), Array(tag.utf8)], slot: keys.kbSlot)
 
-        // The version's keys, then WAIT, on its slot.
-        var versionKeys: [[UInt8]] = []
-        var writes: [[[UInt8]]] = []
-        var groups: [Int] = []
+        var versionKeys: [[UInt8]] = [], writes: [[[UInt8]]] = [], groups: [Int] = []
         for (w, win) in d.windows.enumerated() {
             let k = keys.window(tag, record.number, w)
             writes.append([Array("SET".utf8), k, try Self.json(win)])
@@ -325,23 +326,26 @@ public final class RedisStore: Sendable {
                 versionKeys.append(k)
             }
         }
-        var replicas = Int.max
-        let written = try await client.pipeline(writes + [waitCommand()], slot: slot)
+        let written = try await client.pipeline(writes + [waitCommand()], slot: keys.docSlot(tag))
         for r in written.dropLast() { if case .error(let m) = r { throw RedisError.reply(m) } }
-        replicas = min(replicas, try Self.count(written.last!))
+        var replicas = try Self.count(written.last!)
 
         // Postings, grouped by index bucket (one slot each), each group with its WAIT.
-        var byKey: [[UInt8]: [[UInt8]]] = [:]
+        var byKey: [[UInt8]: [[UInt8]]] = [:], fields: [[UInt8]: [[UInt8]]] = [:]
+        var totalLength = 0
         for (w, win) in d.windows.enumerated() {
+            totalLength += win.termCount
             for (term, tf) in win.terms {
                 var v: [UInt8] = []
                 LayerFrames.append32(&v, tf)
                 LayerFrames.append32(&v, win.termCount)
-                byKey[keys.postings(term), default: []] += [RedisKeys.postingField(tag: tag, number: record.number, window: w), v]
+                let k = keys.postings(term), f = RedisKeys.postingField(tag: tag, number: record.number, window: w)
+                byKey[k, default: []] += [f, v]
+                fields[k, default: []].append(f)
             }
         }
         var bySlot: [Int: [[[UInt8]]]] = [:]
-        for (k, fields) in byKey { bySlot[HashSlot.slot(of: k), default: []].append([Array("HSET".utf8), k] + fields) }
+        for (k, fv) in byKey { bySlot[HashSlot.slot(of: k), default: []].append([Array("HSET".utf8), k] + fv) }
         replicas = min(replicas, try await withThrowingTaskGroup(of: Int.self) { group in
             for (s, commands) in bySlot {
                 group.addTask {
@@ -354,34 +358,59 @@ public final class RedisStore: Sendable {
             for try await n in group { least = min(least, n) }
             return least
         })
+        return StagedDocument(record: record, tag: tag, manifest: DocumentManifest(record: record, groups: groups, layers: d.kv[0].count),
+                              versionKeys: versionKeys, postings: fields, totalLength: totalLength, replicas: replicas)
+    }
 
-        // Commit: the manifest, only where every key of the version is.
-        let manifest = DocumentManifest(record: record, groups: groups, layers: d.kv[0].count)
-        let script = [Array("EVAL".utf8), Array(Self.commitScript.utf8), Array(String(1 + versionKeys.count).utf8), keys.docManifest(tag)]
-            + versionKeys + [try Self.json(manifest), Array((expected.map { String($0.number) } ?? "").utf8)]
-        let committed = try await client.pipeline([script, waitCommand()], slot: slot)
+    /// Makes a staged version visible (one script on its slot, then WAIT) and retires the
+    /// version it replaced; with `replacing`, only if the stored version is still that one.
+    public func commit(_ s: StagedDocument, replacing expected: DocumentRecord? = nil) async throws -> PutResult {
+        let script = [Array("EVAL".utf8), Array(Self.commitScript.utf8), Array(String(1 + s.versionKeys.count).utf8), keys.docManifest(s.tag)]
+            + s.versionKeys + [try Self.json(s.manifest), Array((expected.map { String($0.number) } ?? "").utf8)]
+        let committed = try await client.pipeline([script, waitCommand()], slot: keys.docSlot(s.tag))
         if case .error(let m) = committed[0] { throw RedisError.reply(m) }
-        if committed[0] == .integer(-1), let expected {
+        guard case .array(let parts?) = committed[0], let status = parts.first else { throw RedisError.protocolError("the commit script answered \(committed[0])") }
+        if status == .integer(-1) {
+            try? await discard(s)
+            throw StoreError.invalidInput("document '\(s.record.id)' changed while it was being re-encoded")
+        }
+        guard status == .integer(1) else {
+            throw StoreError.corrupt("document '\(s.record.id)' was not committed: keys of its version are missing on the master of its slot (lost in a failover); write it again")
+        }
+        let replicas = min(s.replicas, try Self.count(committed[1]))
+        try await account(s.record, windowCount: s.manifest.groups.count, totalLength: s.totalLength, sign: 1)
+        if parts.count > 1, case .bulkString(let old?) = parts[1], !old.isEmpty,
+           let previous = try? JSONDecoder().decode(DocumentManifest.self, from: Data(old)) {
+            try await account(previous.record, windowCount: previous.groups.count, totalLength: nil, sign: -1)
+            try await removeVersion(previous, tag: s.tag)
+        }
+        return PutResult(record: s.record, replicas: replicas, acknowledged: replicas >= options.minReplicas)
+    }
+
+    /// Deletes a staged version that will not be committed (an import that failed).
+    public func discard(_ s: StagedDocument) async throws {
+        for (k, f) in s.postings { _ = try await client.pipeline([[Array("HDEL".utf8), k] + f], slot: HashSlot.slot(of: k)) }
+        _ = try await client.pipeline(s.versionKeys.map { [Array("DEL".utf8), $0] }, slot: keys.docSlot(s.tag))
+        if try await manifest(tag: s.tag) == nil {
+            _ = try await client.pipeline([[Array("HDEL".utf8), keys.catalogue, Array(s.record.id.utf8)]], slot: keys.kbSlot)
+        }
+    }
+
+    /// Writes one document; with `replacing`, only if the stored version is still that one
+    /// (compaction swaps a document's KV; a re-ingest or delete meanwhile wins).
+    public func put(_ d: EncodedDocument, adapters: [String: String], replacing expected: DocumentRecord) async throws -> PutResult {
+        try await register(adapters: adapters)
+        return try await put(d, replacing: expected)
+    }
+
+    private func put(_ d: EncodedDocument, replacing expected: DocumentRecord? = nil) async throws -> PutResult {
+        if let expected, try await manifest(tag: RedisKeys.documentTag(d.record.id))?.record != expected {
             throw StoreError.invalidInput("document '\(expected.id)' changed while it was being re-encoded")
         }
-        guard committed[0] == .integer(1) else {
-            throw StoreError.corrupt("document '\(record.id)' was not committed: keys of its version are missing on the master of its slot (lost in a failover); write it again")
-        }
-        replicas = min(replicas, try Self.count(committed[1]))
-
-        try await account(record, windows: d.windows, sign: 1)
-        if let previous {
-            try await account(previous.record, windowCount: previous.groups.count, totalLength: nil, sign: -1)
-            try await removeVersion(previous, tag: tag)
-        }
-        return PutResult(record: record, replicas: replicas, acknowledged: replicas >= options.minReplicas)
+        return try await commit(try await stage(d), replacing: expected)
     }
 
     /// Counters: documents, windows, tokens, anchors, kvBytes, totalLength (statistics only).
-    private func account(_ r: DocumentRecord, windows: [WindowRecord], sign: Int) async throws {
-        try await account(r, windowCount: windows.count, totalLength: windows.reduce(0) { $0 + $1.termCount }, sign: sign)
-    }
-
     private func account(_ r: DocumentRecord, windowCount: Int, totalLength: Int?, sign: Int) async throws {
         var commands: [[String]] = [
             ["HINCRBY", "documents", String(sign)], ["HINCRBY", "windows", String(sign * windowCount)],

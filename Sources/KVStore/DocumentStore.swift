@@ -25,6 +25,12 @@ public protocol DocumentStore: AnyObject, Sendable {
     func loadKV(_ doc: DocumentRecord, window w: Int, layer l: Int, expect: TensorCodec.Shape?,
                 snapshot: (any StoreSnapshot)?) throws -> TensorRecord
     func documents(snapshot: (any StoreSnapshot)?) throws -> [DocumentRecord]
+    /// One layer's KV record exactly as stored, its checksum verified (snapshots copy it byte for byte).
+    func rawKV(_ doc: DocumentRecord, window w: Int, layer l: Int, snapshot: (any StoreSnapshot)?) throws -> [UInt8]
+    /// How many layers of KV a document's windows hold.
+    func layerCount(of doc: DocumentRecord, snapshot: (any StoreSnapshot)?) throws -> Int
+    /// The KV dimensions the store's records have (nil: not recorded and nothing stored).
+    func modelShape(snapshot: (any StoreSnapshot)?) throws -> ModelShape?
     func postings(_ term: String, snapshot: (any StoreSnapshot)?) throws -> [Posting]
     func lexStats(snapshot: (any StoreSnapshot)?) throws -> KVStore.LexStats
     /// What is wrong with a stored document, nil when it is whole.
@@ -36,6 +42,9 @@ public protocol DocumentStore: AnyObject, Sendable {
     /// Stores documents (each whole or not at all), registering their adapters.
     func putEncoded(_ docs: [EncodedDocument], adapters: [String: String], shape: ModelShape?) throws -> [DocumentRecord]
     @discardableResult func delete(_ id: String) throws -> Bool
+    /// A write of many documents (snapshot import) that holds one document in memory at a time
+    /// and makes them visible at `commit`.
+    func beginBatchWrite() -> any DocumentBatchWrite
     /// Swaps a document's KV for KV at another ratio (compaction), refused when the document
     /// changed since `expected` was read; the KV bytes before and after.
     func replaceKV(of expected: DocumentRecord, ratio: Int, adapter: String?, kv: [[TensorRecord]], anchors: Int) throws -> (before: Int, after: Int)
@@ -46,7 +55,20 @@ public protocol DocumentStore: AnyObject, Sendable {
     func diskBytes() -> Int
 }
 
+/// Documents added one by one, invisible until `commit`; `abandon` deletes what was added.
+/// RocksDB commits all of them in one batch; a cluster commits each document atomically, in
+/// order, once every one of them was added (a crash while committing leaves a prefix visible).
+public protocol DocumentBatchWrite: AnyObject {
+    var count: Int { get }
+    func add(_ d: EncodedDocument) throws
+    @discardableResult func commit(adapters: [String: String], shape: ModelShape?) throws -> [DocumentRecord]
+    func abandon()
+}
+
+extension StagedWrite: DocumentBatchWrite {}
+
 extension DocumentStore {
+    public func modelShape() throws -> ModelShape? { try modelShape(snapshot: nil) }
     public func stored(_ id: String) throws -> KVStore.StoredDocument { try stored(id, snapshot: nil) }
     public func document(_ id: String) throws -> DocumentRecord? { try document(id, snapshot: nil) }
     public func documents() throws -> [DocumentRecord] { try documents(snapshot: nil) }
@@ -64,4 +86,5 @@ extension DocumentStore {
 extension KVStore: DocumentStore {
     public var location: String { path }
     public func snapshot() -> any StoreSnapshot { db.snapshot() }
+    public func beginBatchWrite() -> any DocumentBatchWrite { beginStagedWrite() }
 }

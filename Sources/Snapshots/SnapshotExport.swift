@@ -56,7 +56,7 @@ public struct ExportReport: Sendable {
 /// existing NAME stays whole until the new file replaces it.
 public enum SnapshotExporter {
     /// Repeated ids in `ids` are exported once (documents go out in store order either way).
-    public static func export(store: KVStore, documents ids: [String]? = nil, to path: String,
+    public static func export(store: any DocumentStore, documents ids: [String]? = nil, to path: String,
                               progress: (_ done: Int, _ total: Int, _ bytes: Int) -> Void = { _, _, _ in }) throws -> ExportReport {
         let t0 = DispatchTime.now().uptimeNanoseconds
         let snap = store.snapshot()
@@ -90,7 +90,7 @@ public enum SnapshotExporter {
             modelFingerprint: store.manifest.modelFingerprint, modelName: store.manifest.modelName, adapters: adapters,
             ratios: Set(docs.map(\.ratio)).sorted(), documents: docs.count, windows: windows, kvRecords: windows * layers,
             kvBytes: docs.reduce(0) { $0 + $1.kvBytes }, tokens: docs.reduce(0) { $0 + $1.tokens }, layers: layers,
-            sourceStore: store.path)
+            sourceStore: store.location)
 
         let partial = path + ".partial"
         let fm = FileManager.default

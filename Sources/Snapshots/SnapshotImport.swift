@@ -276,7 +276,10 @@ public struct ImportReport: Sendable {
 /// windows and KV are staged on disk where no reader sees them (`StagedWrite`), and once the
 /// whole file has checked out (trailer digest and counts) ONE RocksDB batch makes every new or
 /// replaced document visible. A crash, a kill or a bad byte leaves the store as it was (what was
-/// staged is deleted, at the latest when the store is next opened). (RocksDB's external-file ingestion would skip
+/// staged is deleted, at the latest when the store is next opened). On a Redis Cluster store the
+/// same holds until the whole file has checked out; then each document commits atomically, in
+/// order (a cluster has no atomic write across slots), so a crash while committing leaves the
+/// first documents imported, each whole (docs/scale-out.md). (RocksDB's external-file ingestion would skip
 /// the batch, but its C API ingests one column family per call, which is not atomic across the
 /// five families a document spans, and imported documents need new internal numbers anyway.)
 public enum SnapshotImporter {
@@ -286,7 +289,7 @@ public enum SnapshotImporter {
         case writing(documents: Int)
     }
 
-    public static func importSnapshot(from path: String, into store: KVStore, onConflict: ConflictPolicy = .fail,
+    public static func importSnapshot(from path: String, into store: any DocumentStore, onConflict: ConflictPolicy = .fail,
                                       progress: (Progress) -> Void = { _ in }) throws -> ImportReport {
         let t0 = DispatchTime.now().uptimeNanoseconds
         let head = try SnapshotReader.manifest(path: path)
@@ -298,7 +301,7 @@ public enum SnapshotImporter {
         // Each document to write goes to disk as soon as it is verified, staged where no reader
         // sees it; one final batch makes all of them visible once the whole file has checked out
         // (any failure before that deletes what was staged). Memory: one document's KV at a time.
-        let staged = store.beginStagedWrite()
+        let staged = store.beginBatchWrite()
         defer { staged.abandon() }
         var ratios = Set<String>()
         func write(_ doc: EncodedDocument) throws {
@@ -321,7 +324,7 @@ public enum SnapshotImporter {
             }
             if let old = try store.document(id) {
                 if old.contentHash == doc.record.contentHash && old.ratio == doc.record.ratio && old.adapter == doc.record.adapter {
-                    if try store.damage(of: old, shape: storeShape) == nil {
+                    if try store.damage(of: old, shape: storeShape, snapshot: nil) == nil {
                         report.unchanged.append(id)
                         return
                     }

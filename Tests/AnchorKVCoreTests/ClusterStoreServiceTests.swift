@@ -12,7 +12,7 @@ import XCTest
 final class ClusterStoreServiceTests: XCTestCase {
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../..").standardized
 
-    func config(store: String) -> AppConfig {
+    static func config(store: String) -> AppConfig {
         var c = AppConfig(root: Self.repository)
         c.storePath = store
         for r in [5, 15] { c.sacAdapters[r] = Self.repository.appendingPathComponent("config/adapters/smollm2-135m-sac-r\(r).safetensors").path }
@@ -38,7 +38,7 @@ final class ClusterStoreServiceTests: XCTestCase {
         let url = "redis://" + cluster.seeds.prefix(2).map { "127.0.0.1:\($0.port)" }.joined(separator: ",") + "/kb-test"
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("akv-cluster-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: folder) }
-        let (folderConfig, clusterConfig) = (config(store: folder.path), config(store: url))
+        let (folderConfig, clusterConfig) = (Self.config(store: folder.path), Self.config(store: url))
         try await onThread {
             let model = try DefaultModel.load()
             let docs = [
@@ -96,10 +96,32 @@ final class ClusterStoreServiceTests: XCTestCase {
             XCTAssertEqual(riverA.ratio, riverB.ratio)
             try same(a, b, "after delete and compaction", questions.filter { !($0.documents ?? []).contains("press") })
 
-            // The commands the cluster store does not do yet say so.
-            XCTAssertThrowsError(try b.export(documents: nil, to: folder.appendingPathComponent("x.akvs").path)) { e in
-                XCTAssertTrue("\(e)".contains("not built yet"), "\(e)")
-            }
+            // A snapshot moves a knowledge base between the two: cluster -> folder, folder -> cluster.
+            let fromCluster = folder.appendingPathComponent("from-cluster.akvs").path
+            let exported = try b.export(documents: nil, to: fromCluster)
+            XCTAssertEqual(exported.snapshot.documents, 2)
+            let imported = try KnowledgeService.importSnapshot(config: Self.config(store: folder.appendingPathComponent("copy").path), file: fromCluster)
+            XCTAssertEqual(imported.added.sorted(), ["bees", "river"])
+            let copy = try KnowledgeService.open(config: Self.config(store: folder.appendingPathComponent("copy").path), .init(adapter: AdapterChoice(ratio: 5)), model: model)
+            let remaining = questions.filter { !($0.documents ?? []).contains("press") }
+            try same(b, copy, "cluster -> snapshot -> folder", remaining)
+            let fromFolder = folder.appendingPathComponent("from-folder.akvs").path
+            _ = try a.export(documents: nil, to: fromFolder)
+            let second = url.replacingOccurrences(of: "/kb-test", with: "/kb-copy")
+            let back = try KnowledgeService.importSnapshot(config: Self.config(store: second), file: fromFolder)
+            XCTAssertEqual(back.added.sorted(), ["bees", "river"])
+            XCTAssertEqual(back.store, second)
+            let d = try KnowledgeService.open(config: Self.config(store: second), .init(adapter: AdapterChoice(ratio: 5)), model: model)
+            try same(a, d, "folder -> snapshot -> cluster", remaining)
+            // Importing it again changes nothing; a bad file changes nothing either.
+            let again = try KnowledgeService.importSnapshot(config: Self.config(store: second), file: fromFolder)
+            XCTAssertEqual(again.unchanged.sorted(), ["bees", "river"])
+            var bytes = try Data(contentsOf: URL(fileURLWithPath: fromFolder))
+            bytes[bytes.count / 2] ^= 0xFF
+            let damaged = folder.appendingPathComponent("damaged.akvs").path
+            try bytes.write(to: URL(fileURLWithPath: damaged))
+            XCTAssertThrowsError(try KnowledgeService.importSnapshot(config: Self.config(store: second), file: damaged, onConflict: .replace))
+            try same(a, d, "after a damaged import", remaining)
         }
     }
 }
