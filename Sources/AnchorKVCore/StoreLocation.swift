@@ -1,4 +1,5 @@
 import ClusterStore
+import Digest
 import Foundation
 import KVStore
 import RedisCluster
@@ -92,6 +93,18 @@ extension AppConfig {
     }
 }
 
+extension AppConfig {
+    /// Where writes to a cluster that reached too few replicas wait to be written again:
+    /// data/outbox/NAME-HASH under the root (HASH: of the seed list, so that two clusters'
+    /// knowledge bases of one name keep apart).
+    func outboxPath(for address: StoreLocation.RedisClusterAddress) -> String {
+        var h = SHA256()
+        h.update(address.seeds.map { "\($0.host):\($0.port)" }.sorted().joined(separator: ","))
+        let tag = h.finalize().prefix(4).map { String(format: "%02x", $0) }.joined()
+        return root.appendingPathComponent("data/outbox/\(address.name)-\(tag)").path
+    }
+}
+
 extension StoreLocation {
     /// Opens the store here: the RocksDB folder, or the knowledge base on the Redis Cluster.
     /// `modelFingerprint` nil opens it for whatever model it holds (no model loaded).
@@ -103,7 +116,8 @@ extension StoreLocation {
         case .redisCluster(let address):
             return try RedisDocumentStore.open(seeds: address.seeds.map { RedisNodeAddress(host: $0.host, port: $0.port) }, name: address.name,
                                                password: try config.redisPassword(), modelFingerprint: modelFingerprint, modelName: modelName,
-                                               create: create, dtype: dtype, shape: shape, location: address.description)
+                                               create: create, dtype: dtype, shape: shape, location: address.description,
+                                               outboxPath: config.outboxPath(for: address))
         }
     }
 }

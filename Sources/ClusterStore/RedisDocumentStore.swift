@@ -17,14 +17,37 @@ public final class RedisDocumentStore: DocumentStore {
     /// Writes that were stored but reached fewer replicas than required (since open).
     public let degradedWrites = Atomic<Int>(0)
 
-    public init(store: RedisStore, location: String) {
+    /// Documents stored on fewer replicas than required, kept on local disk (a RocksDB store of
+    /// the same model) and written to the cluster again until a write of them is acknowledged.
+    /// Opened (created) on the first write that needs it.
+    public var outbox: KVStore? { openOutbox(create: false) }
+    public let outboxPath: String?
+    private let openedOutbox = Mutex<KVStore?>(nil)
+
+    public init(store: RedisStore, location: String, outboxPath: String? = nil) {
         self.store = store
         self.location = location
+        self.outboxPath = outboxPath
+    }
+
+    private func openOutbox(create: Bool) -> KVStore? {
+        guard let outboxPath else { return nil }
+        return openedOutbox.withLock { opened in
+            if let opened { return opened }
+            let exists = FileManager.default.fileExists(atPath: (outboxPath as NSString).appendingPathComponent("CURRENT"))
+            guard exists || create else { return nil }
+            let m = store.manifest
+            opened = try? KVStore(path: outboxPath, modelFingerprint: m.modelFingerprint, modelName: m.modelName, create: true,
+                                  dtype: TensorDType(name: m.dtype) ?? .f16, shape: m.shape)
+            return opened
+        }
     }
 
     /// Connects to the cluster at `seeds` and opens knowledge base `name` (see `RedisStore.open`).
+    /// `outboxPath`: the folder of the outbox (created on the first write that needs it); the
+    /// documents waiting there are written again now.
     public static func open(seeds: [RedisNodeAddress], name: String, password: String?, modelFingerprint: String?, modelName: String?,
-                            create: Bool, dtype: TensorDType = .f16, shape: ModelShape? = nil, location: String,
+                            create: Bool, dtype: TensorDType = .f16, shape: ModelShape? = nil, location: String, outboxPath: String? = nil,
                             options: RedisStore.Options = RedisStore.Options()) throws -> RedisDocumentStore {
         var clientOptions = RedisClusterClient.Options()
         clientOptions.password = password
@@ -35,8 +58,42 @@ public final class RedisDocumentStore: DocumentStore {
             _ = try await s.refreshAdapters()
             return s
         }
-        return RedisDocumentStore(store: store, location: location)
+        let s = RedisDocumentStore(store: store, location: location, outboxPath: outboxPath)
+        _ = try? s.retryOutbox()
+        return s
     }
+
+    /// Writes the outbox's documents to the cluster again; each one acknowledged leaves the
+    /// outbox. A document the cluster meanwhile holds in another or later version is dropped
+    /// from the outbox (the later write wins), as is one deleted through this store. Returns
+    /// how many remain.
+    @discardableResult
+    public func retryOutbox() throws -> Int {
+        guard let outbox else { return 0 }
+        let waiting = try outbox.documents()
+        for doc in waiting {
+            let current = try document(doc.id, snapshot: nil)
+            if let current, current.contentHash != doc.contentHash || current.ingestedAt > doc.ingestedAt {
+                try outbox.delete(doc.id)
+                continue
+            }
+            let layers = try outbox.layerCount(of: doc)
+            var windows: [WindowRecord] = [], kv: [[[UInt8]]] = []
+            for w in 0..<doc.windows {
+                windows.append(try outbox.window(doc, w))
+                kv.append(try (0..<layers).map { try outbox.rawKV(doc, window: w, layer: $0) })
+            }
+            var record = doc
+            record.number = 0
+            let encoded = EncodedDocument(record: record, windows: windows, kv: kv)
+            let adapters = [String(doc.ratio): doc.adapter ?? "none"]
+            if let r = try? blocking({ try await self.store.put([encoded], adapters: adapters) }), r.allSatisfy(\.acknowledged) {
+                try outbox.delete(doc.id)
+            }
+        }
+        return try outbox.lexStats().documents
+    }
+
 
     public var manifest: StoreManifest { store.manifest }
     public func snapshot() -> any StoreSnapshot { View() }
@@ -199,21 +256,36 @@ public final class RedisDocumentStore: DocumentStore {
     /// required is visible but not acknowledged: counted in `degradedWrites` and thrown as
     /// `StoreError.notReplicated`, so the caller can write it again.
     public func putEncoded(_ docs: [EncodedDocument], adapters: [String: String], shape: ModelShape?) throws -> [DocumentRecord] {
+        try? retryOutbox()
         let results = try blocking { try await self.store.put(docs, adapters: adapters) }
-        try check(results)
+        try check(results, documents: docs, adapters: adapters)
         return results.map(\.record)
     }
 
-    func check(_ results: [RedisStore.PutResult]) throws {
+    /// Throws `notReplicated` for writes short of replicas, after keeping those documents in
+    /// the outbox (when there is one) to be written again.
+    func check(_ results: [RedisStore.PutResult], documents: [EncodedDocument] = [], adapters: [String: String] = [:]) throws {
         let short = results.filter { !$0.acknowledged }
         guard !short.isEmpty else { return }
         degradedWrites.add(short.count, ordering: .relaxed)
-        throw StoreError.notReplicated(documents: short.map(\.record.id), replicas: short.map(\.replicas).min() ?? 0, required: store.options.minReplicas)
+        var kept: String?
+        if let outbox = openOutbox(create: true) {
+            let ids = Set(short.map(\.record.id))
+            let keep = documents.filter { ids.contains($0.record.id) }.map { d in
+                var e = d
+                e.record.number = 0
+                return e
+            }
+            if !keep.isEmpty, (try? outbox.putEncoded(keep, adapters: adapters)) != nil { kept = outbox.path }
+        }
+        throw StoreError.notReplicated(documents: short.map(\.record.id), replicas: short.map(\.replicas).min() ?? 0,
+                                       required: store.options.minReplicas, outbox: kept)
     }
 
     @discardableResult
     public func delete(_ id: String) throws -> Bool {
-        try blocking { try await self.store.delete(id) }
+        let queued = (try? outbox?.delete(id)) ?? false
+        return try blocking { try await self.store.delete(id) } || queued
     }
 
     public func replaceKV(of expected: DocumentRecord, ratio: Int, adapter: String?, kv: [[TensorRecord]], anchors: Int) throws -> (before: Int, after: Int) {

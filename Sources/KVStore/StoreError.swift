@@ -15,7 +15,8 @@ public enum StoreError: Error, CustomStringConvertible, Equatable {
     case invalidInput(String)
     case fileSystem(path: String, reason: String)
     /// Stored, but on fewer replicas than required (a Redis Cluster store): not acknowledged.
-    case notReplicated(documents: [String], replicas: Int, required: Int)
+    /// `outbox`: the folder where they are kept to be written again.
+    case notReplicated(documents: [String], replicas: Int, required: Int, outbox: String?)
 
     public var description: String {
         switch self {
@@ -41,8 +42,11 @@ public enum StoreError: Error, CustomStringConvertible, Equatable {
             return "invalid input: \(why)"
         case .fileSystem(let p, let why):
             return "\(p): \(why)"
-        case .notReplicated(let ids, let n, let required):
-            return "\(ids.count == 1 ? "document '\(ids[0])' was" : "\(ids.count) documents were") stored on \(n) replica\(n == 1 ? "" : "s"), fewer than the \(required) required: not acknowledged (a failover now could lose it). Check the cluster's replicas (CLUSTER NODES) and ingest it again"
+        case .notReplicated(let ids, let n, let required, let outbox):
+            let what = ids.count == 1 ? "document '\(ids[0])' was" : "\(ids.count) documents were"
+            let then = outbox.map { "; kept in the outbox \($0) and written again at the next write or open of this store" }
+                ?? ": ingest it again once the cluster's replicas are back (CLUSTER NODES)"
+            return "\(what) stored on \(n) replica\(n == 1 ? "" : "s"), fewer than the \(required) required, so not acknowledged (a failover now could lose it)\(then)"
         }
     }
 }

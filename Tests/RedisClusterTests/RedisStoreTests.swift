@@ -160,6 +160,82 @@ final class RedisStoreTests: XCTestCase {
         await client.close()
     }
 
+    /// Reads go on while a master is killed: those of its slots wait through the failover and
+    /// then succeed; none fails, and the longest wait is about the failover's time.
+    func testReadsRecoverAfterAFailover() async throws {
+        let nodeTimeout = 1000
+        let cluster = try await LocalRedisCluster(nodeTimeoutMs: nodeTimeout)
+        var clientOptions = RedisClusterClient.Options()
+        clientOptions.retryFor = .seconds(15)
+        let client = RedisClusterClient(seeds: cluster.seeds, options: clientOptions)
+        let store = try await open(cluster, client: client)
+        let docs = (0..<12).map { document("read-\($0)", windows: 1, seed: UInt64($0)) }
+        _ = try await store.put(docs, adapters: ["5": "adapter-r5"])
+        let records = try await store.documents()
+        XCTAssertEqual(records.count, 12)
+        let victim = cluster.index(of: try await client.currentTopology().masters[0])!
+        var longest = Duration.zero
+        let start = ContinuousClock.now
+        var killed = false
+        while ContinuousClock.now - start < .seconds(8) {
+            if !killed, ContinuousClock.now - start > .milliseconds(500) {
+                cluster.nodes[victim].stop(signal: SIGKILL)
+                killed = true
+            }
+            for r in records {
+                let t = ContinuousClock.now
+                let kv = try await store.rawKV(r, window: 0)
+                XCTAssertEqual(kv.count, 4)
+                longest = max(longest, ContinuousClock.now - t)
+            }
+        }
+        print("reads through a failover (node timeout \(nodeTimeout) ms): longest read \(longest)")
+        XCTAssertLessThan(longest, .milliseconds(nodeTimeout * 6), "reads recovered within a few node timeouts")
+        await client.close()
+    }
+
+    /// Writes that reach no replica (the replicas are stopped with SIGSTOP) are refused as not
+    /// replicated and kept in the outbox; once the replicas are back, the next open writes them
+    /// again and the outbox empties; a document deleted meanwhile is not brought back.
+    func testWritesShortOfReplicasWaitInTheOutbox() async throws {
+        let cluster = try await LocalRedisCluster()
+        let seeds = cluster.seeds
+        let outbox = try temporaryFolder()
+        let replicas = (cluster.masters..<cluster.nodes.count).map { cluster.nodes[$0].pid }
+        var options = RedisStore.Options()
+        options.waitTimeout = .milliseconds(100)
+        let storeOptions = options
+        let docs = (0..<3).map { document("outbox-\($0)", windows: 1, seed: UInt64($0)) }
+        try await onThread {
+            let open = { try RedisDocumentStore.open(seeds: seeds, name: "outbox-kb", password: nil, modelFingerprint: "model-fp", modelName: "synthetic",
+                                                     create: true, shape: ModelShape(layers: 4, kvDim: 64), location: "test", outboxPath: outbox, options: storeOptions) }
+            let store = try open()
+            for pid in replicas { kill(pid, SIGSTOP) }
+            defer { for pid in replicas { kill(pid, SIGCONT) } }
+            XCTAssertThrowsError(try store.putEncoded(docs, adapters: ["5": "adapter-r5"])) { e in
+                guard case StoreError.notReplicated(let ids, let n, _, let kept) = e else { return XCTFail("\(e)") }
+                XCTAssertEqual(Set(ids), Set(docs.map(\.record.id)))
+                XCTAssertEqual(n, 0)
+                XCTAssertEqual(kept, outbox)
+            }
+            XCTAssertEqual(try store.outbox?.documents().map(\.id).sorted(), docs.map(\.record.id).sorted())
+            XCTAssertTrue(try store.delete("outbox-2"))
+            XCTAssertEqual(store.degradedWrites.load(ordering: .relaxed), 3)
+            for pid in replicas { kill(pid, SIGCONT) }
+            let again = try open()  // the outbox is written again at open, now acknowledged
+            XCTAssertEqual(try again.outbox?.documents().map(\.id) ?? [], [])
+            XCTAssertEqual(try again.documents(snapshot: nil).map(\.id), ["outbox-0", "outbox-1"])
+            for w in 0..<1 { XCTAssertEqual(try again.rawKV(try XCTUnwrap(try again.document("outbox-0")), window: w, layer: 3, snapshot: nil), docs[0].kv[w][3]) }
+        }
+    }
+
+    func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { c in
+            let t = Thread { c.resume(with: Result { try body() }) }
+            t.start()
+        }
+    }
+
     /// A cluster that may evict keys is refused at open.
     func testEvictingClusterIsRefused() async throws {
         let cluster = try await LocalRedisCluster(masters: 3, replicasPerMaster: 0)

@@ -9,7 +9,7 @@ import RedisCluster
 public final class LocalRedis {
     public let port: Int
     public let dir: URL
-    private(set) var pid: pid_t = 0
+    public private(set) var pid: pid_t = 0
 
     /// `cluster`: cluster mode with a short node timeout, so failovers finish within a test.
     public init(cluster: Bool = false, nodeTimeoutMs: Int = 2000, extra: [String] = []) throws {
