@@ -1,3 +1,4 @@
+import ClusterStore
 import Digest
 import Foundation
 import KVStore
@@ -309,7 +310,9 @@ public final class KnowledgeService: Sendable {
                           documents: s.documents, windows: s.windows, tokens: s.tokens, anchors: s.anchors, kvBytes: s.kvBytes,
                           bytesPerToken: s.tokens > 0 ? Double(s.kvBytes) / Double(s.tokens) : 0,
                           fullFp16KvBytes: (fullKVBytesPerToken ?? m.shape.map { $0.layers * 2 * $0.kvDim * 2 } ?? 0) * s.tokens,
-                          logicalBytes: s.logicalBytes, diskBytes: store.diskBytes())
+                          logicalBytes: s.logicalBytes, diskBytes: store.diskBytes(),
+                          writesNotReplicated: (store as? RedisDocumentStore)?.degradedWrites.load(ordering: .relaxed) ?? 0,
+                          outboxDocuments: (try? (store as? RedisDocumentStore)?.outbox?.lexStats().documents) ?? 0)
     }
 
     /// Bytes of a KV cache of `rows` tokens at fp16, all layers, keys and values.

@@ -188,8 +188,12 @@ public struct StoreStats: Codable, Sendable {
     /// The full (uncompressed) fp16 KV of the same tokens, for comparison.
     public var fullFp16KvBytes: Int
     public var logicalBytes: [String: Int]
-    /// The store folder's files on disk.
+    /// The store folder's files on disk (a cluster: its data set's memory).
     public var diskBytes: Int
+    /// A cluster store: document writes since open that reached too few replicas, and the
+    /// documents waiting in the outbox to be written again (0 for a folder).
+    public var writesNotReplicated = 0
+    public var outboxDocuments = 0
 }
 
 public struct CompactionFailure: Codable, Sendable {

@@ -24,6 +24,8 @@ public final class ServiceMetrics: Sendable {
     let storeKVBytes: Gauge
     let storeBytesPerToken: Gauge
     let storeDiskBytes: Gauge
+    let storeNotReplicated: Gauge
+    let storeOutbox: Gauge
 
     static func name(_ name: String, _ help: String) -> MetricNameDescriptor {
         MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
@@ -45,6 +47,8 @@ public final class ServiceMetrics: Sendable {
         storeKVBytes = registry.makeGauge(descriptor: Self.name("anchorkv_store_kv_bytes", "Bytes of stored anchor KV records"))
         storeBytesPerToken = registry.makeGauge(descriptor: Self.name("anchorkv_store_bytes_per_token", "Stored KV bytes per source token"))
         storeDiskBytes = registry.makeGauge(descriptor: Self.name("anchorkv_store_disk_bytes", "Bytes of the store folder on disk (RocksDB files)"))
+        storeNotReplicated = registry.makeGauge(descriptor: Self.name("anchorkv_store_writes_not_replicated", "Cluster store: document writes since start that reached fewer replicas than required (not acknowledged)"))
+        storeOutbox = registry.makeGauge(descriptor: Self.name("anchorkv_store_outbox_documents", "Cluster store: documents in the outbox, waiting to be written again"))
     }
 
     func request(method: String, route: String, status: Int, seconds: Duration) {
@@ -72,6 +76,8 @@ public final class ServiceMetrics: Sendable {
         storeKVBytes.set(Double(s.kvBytes))
         storeBytesPerToken.set(s.bytesPerToken)
         storeDiskBytes.set(Double(s.diskBytes))
+        storeNotReplicated.set(Double(s.writesNotReplicated))
+        storeOutbox.set(Double(s.outboxDocuments))
     }
 
     public func exposition() -> [UInt8] { registry.emitToBuffer() }
