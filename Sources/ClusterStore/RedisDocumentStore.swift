@@ -23,6 +23,8 @@ public final class RedisDocumentStore: DocumentStore {
     public var outbox: KVStore? { openOutbox(create: false) }
     public let outboxPath: String?
     private let openedOutbox = Mutex<KVStore?>(nil)
+    private let lastOutboxRetry = Mutex<ContinuousClock.Instant?>(nil)
+    static let outboxRetryInterval: Duration = .seconds(30)
 
     public init(store: RedisStore, location: String, outboxPath: String? = nil) {
         self.store = store
@@ -60,6 +62,7 @@ public final class RedisDocumentStore: DocumentStore {
         }
         let s = RedisDocumentStore(store: store, location: location, outboxPath: outboxPath)
         _ = try? s.retryOutbox()
+        s.lastOutboxRetry.withLock { $0 = .now }
         return s
     }
 
@@ -87,9 +90,10 @@ public final class RedisDocumentStore: DocumentStore {
             record.number = 0
             let encoded = EncodedDocument(record: record, windows: windows, kv: kv)
             let adapters = [String(doc.ratio): doc.adapter ?? "none"]
-            if let r = try? blocking({ try await self.store.put([encoded], adapters: adapters) }), r.allSatisfy(\.acknowledged) {
-                try outbox.delete(doc.id)
+            guard let r = try? blocking({ try await self.store.put([encoded], adapters: adapters) }), r.allSatisfy(\.acknowledged) else {
+                break  // still short of replicas: the rest would wait for WAIT in vain
             }
+            try outbox.delete(doc.id)
         }
         return try outbox.lexStats().documents
     }
@@ -256,7 +260,13 @@ public final class RedisDocumentStore: DocumentStore {
     /// required is visible but not acknowledged: counted in `degradedWrites` and thrown as
     /// `StoreError.notReplicated`, so the caller can write it again.
     public func putEncoded(_ docs: [EncodedDocument], adapters: [String: String], shape: ModelShape?) throws -> [DocumentRecord] {
-        try? retryOutbox()
+        // The outbox is retried with the writes, at most every `outboxRetryInterval`.
+        let due = lastOutboxRetry.withLock { last in
+            guard last.map({ ContinuousClock.now - $0 >= Self.outboxRetryInterval }) ?? true else { return false }
+            last = .now
+            return true
+        }
+        if due { try? retryOutbox() }
         let results = try blocking { try await self.store.put(docs, adapters: adapters) }
         try check(results, documents: docs, adapters: adapters)
         return results.map(\.record)
