@@ -338,15 +338,24 @@ public final class RedisDocumentStore: DocumentStore {
 }
 
 /// Runs async work to completion from a thread that may block, and returns its result.
+/// The work (and what it captures: stores, clients) is released before the caller wakes, so a
+/// store's last reference never goes away on a task thread racing the process's exit (that
+/// closed RocksDB under exit's destructors: "terminate called without an active exception").
 func blocking<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
+    let work = Mutex<(@Sendable () async throws -> T)?>(body)
     let result = Mutex<Result<T, any Error>?>(nil)
     let done = DispatchSemaphore(value: 0)
     Task.detached {
-        let r: Result<T, any Error>
-        do { r = .success(try await body()) } catch { r = .failure(error) }
+        let r = await run(work)
         result.withLock { $0 = r }
         done.signal()
     }
     done.wait()
     return try result.withLock { $0! }.get()
+}
+
+/// Takes the work out of its box and runs it; the closure is gone when this returns.
+private func run<T: Sendable>(_ work: borrowing Mutex<(@Sendable () async throws -> T)?>) async -> Result<T, any Error> {
+    guard let f = work.withLock({ w in defer { w = nil }; return w }) else { return .failure(CancellationError()) }
+    do { return .success(try await f()) } catch { return .failure(error) }
 }

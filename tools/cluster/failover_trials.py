@@ -75,12 +75,18 @@ def trial(i, args, binary, env):
         export = subprocess.run([binary, "export", "-o", snap, "--store", url, "--json"], capture_output=True, text=True, env=env, cwd=ROOT)
         exported = json.loads(export.stdout)["snapshot"]["documents"] if export.returncode == 0 else None
         lost = sorted(set(acked) - set(visible))
+        if args.keep_errors:
+            for name, r in (("list", listed), ("export", export)):
+                if r.returncode != 0:
+                    with open(os.path.join(args.keep_errors, f"trial-{i}-{name}.err"), "w") as f:
+                        f.write(r.stderr)
         row = {"trial": i, "documents": args.docs, "killed_master": victim, "killed_after_s": round(killed_at or 0, 2),
                "acknowledged": len(acked), "failed_not_acknowledged": len(failed), "visible": len(visible),
                "lost_acknowledged": lost, "export_ok": export.returncode == 0, "exported": exported,
                "half_visible": 0 if export.returncode == 0 and exported == len(visible) else None,
                "ingest_seconds": round(seconds, 1), "ingest_exit": ingest.returncode,
-               "export_error": export.stderr.strip()[-300:] if export.returncode != 0 else ""}
+               "export_error": export.stderr.strip()[-300:] if export.returncode != 0 else "",
+               "list_error": listed.stderr.strip()[-300:] if listed.returncode != 0 else ""}
         return row
     finally:
         cluster.stop()
@@ -95,6 +101,7 @@ def main():
     ap.add_argument("--node-timeout", type=int, default=2000, help="cluster-node-timeout in ms")
     ap.add_argument("--binary", default=os.path.join(ROOT, ".build/release/anchorkv"))
     ap.add_argument("--out", default="")
+    ap.add_argument("--keep-errors", default="", help="a folder to keep the stderr of failed checks in")
     args = ap.parse_args()
     if not shutil.which("redis-server") or not shutil.which("redis-cli"):
         raise SystemExit("redis-server and redis-cli are needed (tools/setup.sh installs them)")
@@ -108,7 +115,7 @@ def main():
         r = trial(i, args, args.binary, env)
         rows.append(r)
         print(f"| {i} | {r['acknowledged']} | {r['failed_not_acknowledged']} | {r['visible']} | {len(r['lost_acknowledged'])} | "
-              f"{'yes' if r['half_visible'] == 0 else 'NO ' + r['export_error']} | {r['ingest_seconds']} |", flush=True)
+              f"{'yes' if r['half_visible'] == 0 else 'NO ' + r['export_error'] + ' ' + r['list_error']} | {r['ingest_seconds']} |", flush=True)
     summary = {"trials": rows, "lost_acknowledged_total": sum(len(r["lost_acknowledged"]) for r in rows),
                "trials_with_half_visible": sum(1 for r in rows if r["half_visible"] != 0),
                "node_timeout_ms": args.node_timeout, "documents_per_trial": args.docs,
