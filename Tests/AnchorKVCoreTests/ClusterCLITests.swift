@@ -6,13 +6,6 @@ import XCTest
 
 /// The CLI, debug and release, on a knowledge base in a Redis Cluster of the test's own.
 final class ClusterCLITests: XCTestCase {
-    func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { c in
-            let t = Thread { c.resume(with: Result { try body() }) }
-            t.start()
-        }
-    }
-
     func testEveryCommandOnAClusterStore() async throws {
         let debug = try CLIBinary.url(), release = try CLIBinary.releaseURL()
         let cluster = try await LocalRedisCluster()

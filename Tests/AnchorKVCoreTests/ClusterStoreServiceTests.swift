@@ -23,16 +23,6 @@ final class ClusterStoreServiceTests: XCTestCase {
         try String(contentsOf: repository.appendingPathComponent("tools/demo/corpus/\(name)"), encoding: .utf8)
     }
 
-    /// The service's calls block (they wait on the cluster client), so they run on a thread of
-    /// their own, as the HTTP service runs them, not on a Swift concurrency thread.
-    func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { c in
-            let t = Thread { c.resume(with: Result { try body() }) }
-            t.stackSize = 8 << 20
-            t.start()
-        }
-    }
-
     func testTheClusterStoreAnswersAsTheFolderStore() async throws {
         let cluster = try await LocalRedisCluster()
         let url = "redis://" + cluster.seeds.prefix(2).map { "127.0.0.1:\($0.port)" }.joined(separator: ",") + "/kb-test"

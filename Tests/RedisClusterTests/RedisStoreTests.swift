@@ -229,13 +229,6 @@ final class RedisStoreTests: XCTestCase {
         }
     }
 
-    func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { c in
-            let t = Thread { c.resume(with: Result { try body() }) }
-            t.start()
-        }
-    }
-
     /// A cluster that may evict keys is refused at open.
     func testEvictingClusterIsRefused() async throws {
         let cluster = try await LocalRedisCluster(masters: 3, replicasPerMaster: 0)

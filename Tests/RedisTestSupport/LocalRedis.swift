@@ -115,3 +115,13 @@ public final class LocalRedis {
         return bound ? Int(UInt16(bigEndian: addr.sin_port)) : nil
     }
 }
+
+/// Runs blocking work (a cluster store's synchronous calls wait on its client) on a thread of
+/// its own, as the HTTP service does, never on a Swift concurrency thread.
+public func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { c in
+        let t = Thread { c.resume(with: Result { try body() }) }
+        t.stackSize = 8 << 20
+        t.start()
+    }
+}
