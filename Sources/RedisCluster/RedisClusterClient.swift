@@ -8,6 +8,8 @@
 /// - TRYAGAIN, CLUSTERDOWN, LOADING, MASTERDOWN, READONLY, a lost or silent node: retried with
 ///   exponential backoff until `Options.retryFor` has passed (a failover takes about the
 ///   cluster's node timeout and an election), then the last error is thrown.
+/// - Reads while a master cannot be reached go to one of its replicas (READONLY), so they do not
+///   wait for the failover; writes do (they need the new master).
 ///
 /// A request may reach the cluster more than once (a reply lost with its node is retried), so
 /// what is sent must be safe to repeat: AnchorKV writes whole values under fresh keys and flips
@@ -23,6 +25,12 @@ public actor RedisClusterClient {
         public var maxRedirects = 16
         /// Reads marked read-only go to a replica of their slot (READONLY connections) when one is known.
         public var readFromReplicas = false
+        /// Reads marked read-only go to a replica while their slot's master cannot be reached
+        /// (they may then see a slightly older state, never a torn one: a replica applies the
+        /// master's stream in order).
+        public var readFromReplicasWhenMasterIsDown = true
+        /// How long a node that failed a request counts as down for routing reads.
+        public var downFor: Duration = .seconds(5)
         /// Connections per node, used in turn (each one pipelines).
         public var connectionsPerNode = 2
         public var limits = RESPDecoder.Limits()
@@ -32,6 +40,8 @@ public actor RedisClusterClient {
     /// How often the client had to follow the cluster (for metrics and tests).
     public struct Counters: Sendable, Equatable {
         public var moved = 0, asked = 0, retried = 0, refreshes = 0, connects = 0
+        /// Reads sent to a replica because their master could not be reached.
+        public var replicaFallbacks = 0
     }
 
     public let seeds: [RedisNodeAddress]
@@ -41,6 +51,8 @@ public actor RedisClusterClient {
     private var refreshing: Task<ClusterTopology, any Error>?
     private var pool: [RedisNodeAddress: [Task<RedisConnection, any Error>?]] = [:]
     private var turn: [RedisNodeAddress: Int] = [:]
+    /// Nodes that last failed a request, and when.
+    private var down: [RedisNodeAddress: ContinuousClock.Instant] = [:]
 
     public init(seeds: [RedisNodeAddress], options: Options = Options()) {
         precondition(!seeds.isEmpty, "a cluster needs at least one seed node")
@@ -169,7 +181,7 @@ public actor RedisClusterClient {
         while true {
             var node: RedisNodeAddress?
             if let askTarget { node = askTarget } else if let t = try? await currentTopology(), let r = t.range(of: slot) {
-                node = readOnly && options.readFromReplicas && !r.replicas.isEmpty ? r.replicas.randomElement() : r.master
+                node = route(r, readOnly: readOnly)
             }
             if let node {
                 let replies: [RESPValue]
@@ -178,14 +190,21 @@ public actor RedisClusterClient {
                     let c = try await connection(to: node)
                     let raw = try await c.pipeline(wire, timeout: options.commandTimeout)
                     replies = own.map { raw[$0] }
+                    down[node] = nil
                 } catch is CancellationError {
                     throw CancellationError()
                 } catch {
                     // The node is gone or silent: forget its connections and ask the others.
                     replies = []
                     lastError = error
+                    down[node] = .now
                     drop(node)
                     _ = try? await refreshTopology()
+                    // A read whose master just failed goes to a replica at once.
+                    if readOnly, options.readFromReplicasWhenMasterIsDown, askTarget == nil,
+                       let r = topology?.range(of: slot), r.master == node, r.replicas.contains(where: { !isDown($0) }) {
+                        continue
+                    }
                 }
                 askTarget = nil
                 if !replies.isEmpty {
@@ -221,6 +240,25 @@ public actor RedisClusterClient {
             }
             try await Task.sleep(for: pause)
         }
+    }
+
+    /// Where a request for a slot range goes: its master, or for a read a replica (when
+    /// replica reads are on, or while the master counts as down and a replica does not).
+    private func route(_ r: ClusterTopology.SlotRange, readOnly: Bool) -> RedisNodeAddress {
+        guard readOnly, !r.replicas.isEmpty else { return r.master }
+        if options.readFromReplicas { return r.replicas.randomElement()! }
+        guard options.readFromReplicasWhenMasterIsDown, isDown(r.master) else { return r.master }
+        let up = r.replicas.filter { !isDown($0) }
+        guard let replica = up.randomElement() else { return r.master }
+        counters.replicaFallbacks += 1
+        return replica
+    }
+
+    private func isDown(_ node: RedisNodeAddress) -> Bool {
+        guard let since = down[node] else { return false }
+        if ContinuousClock.now - since < options.downFor { return true }
+        down[node] = nil
+        return false
     }
 
     /// The cluster telling a client to go elsewhere or come back later.
@@ -271,7 +309,10 @@ public actor RedisClusterClient {
                 if let password = options.password {
                     try await c.run(options.username.map { ["AUTH", $0, password] } ?? ["AUTH", password], timeout: options.commandTimeout)
                 }
-                if options.readFromReplicas { try await c.run(["READONLY"], timeout: options.commandTimeout) }
+                // READONLY lets a replica serve reads of its master's slots; on a master it changes nothing.
+                if options.readFromReplicas || options.readFromReplicasWhenMasterIsDown {
+                    try await c.run(["READONLY"], timeout: options.commandTimeout)
+                }
             } catch {
                 await c.close()
                 throw error

@@ -160,13 +160,29 @@ final class RedisStoreTests: XCTestCase {
         await client.close()
     }
 
-    /// Reads go on while a master is killed: those of its slots wait through the failover and
-    /// then succeed; none fails, and the longest wait is about the failover's time.
-    func testReadsRecoverAfterAFailover() async throws {
-        let nodeTimeout = 1000
+    /// Reads go on while a master is killed: those of its slots go to its replica at once (they
+    /// do not wait for the failover), none fails, and the longest read is well under the node
+    /// timeout. With replica reads off, they wait through the failover and then succeed.
+    func testReadsRecoverWithinTheNodeTimeoutOfAFailover() async throws {
+        let (longest, fallbacks) = try await readThroughAFailover(replicaFallback: true)
+        XCTAssertLessThan(longest, .milliseconds(nodeTimeoutForReads), "reads recovered within the node timeout")
+        XCTAssertGreaterThan(fallbacks, 0, "reads of the killed master's slots went to its replica")
+    }
+
+    func testReadsWaitThroughAFailoverWithoutReplicaReads() async throws {
+        let (longest, fallbacks) = try await readThroughAFailover(replicaFallback: false)
+        XCTAssertLessThan(longest, .milliseconds(nodeTimeoutForReads * 6), "reads recovered within a few node timeouts")
+        XCTAssertEqual(fallbacks, 0)
+    }
+
+    private let nodeTimeoutForReads = 1000
+
+    private func readThroughAFailover(replicaFallback: Bool) async throws -> (longest: Duration, fallbacks: Int) {
+        let nodeTimeout = nodeTimeoutForReads
         let cluster = try await LocalRedisCluster(nodeTimeoutMs: nodeTimeout)
         var clientOptions = RedisClusterClient.Options()
         clientOptions.retryFor = .seconds(15)
+        clientOptions.readFromReplicasWhenMasterIsDown = replicaFallback
         let client = RedisClusterClient(seeds: cluster.seeds, options: clientOptions)
         let store = try await open(cluster, client: client)
         let docs = (0..<12).map { document("read-\($0)", windows: 1, seed: UInt64($0)) }
@@ -189,9 +205,10 @@ final class RedisStoreTests: XCTestCase {
                 longest = max(longest, ContinuousClock.now - t)
             }
         }
-        print("reads through a failover (node timeout \(nodeTimeout) ms): longest read \(longest)")
-        XCTAssertLessThan(longest, .milliseconds(nodeTimeout * 6), "reads recovered within a few node timeouts")
+        let fallbacks = await client.counters.replicaFallbacks
+        print("reads through a failover (node timeout \(nodeTimeout) ms, replica reads \(replicaFallback ? "on" : "off")): longest read \(longest), \(fallbacks) sent to a replica")
         await client.close()
+        return (longest, fallbacks)
     }
 
     /// Writes that reach no replica (the replicas are stopped with SIGSTOP) are refused as not

@@ -23,7 +23,9 @@ public final class LocalRedis {
             args += ["--cluster-enabled", "yes", "--cluster-config-file", dir.appendingPathComponent("nodes.conf").path,
                      "--cluster-node-timeout", String(nodeTimeoutMs),
                      // Replicas sync at once (the default waits 5 s for more replicas to share a transfer).
-                     "--repl-diskless-sync-delay", "0"]
+                     "--repl-diskless-sync-delay", "0",
+                     // Replicas go on serving reads while the cluster marks a master failed (docs/scale-out.md).
+                     "--cluster-allow-reads-when-down", "yes"]
         }
         try start(binary, args + extra)
     }

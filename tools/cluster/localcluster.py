@@ -38,7 +38,7 @@ class Cluster:
             self.procs[p] = subprocess.Popen(
                 ["redis-server", "--port", str(p), "--bind", "127.0.0.1", "--dir", d, "--cluster-enabled", "yes",
                  "--cluster-config-file", os.path.join(d, "nodes.conf"), "--cluster-node-timeout", str(node_timeout_ms),
-                 "--appendonly", "yes", "--save", "", "--repl-diskless-sync-delay", "0", "--logfile", os.path.join(d, "log")],
+                 "--appendonly", "yes", "--save", "", "--repl-diskless-sync-delay", "0", "--cluster-allow-reads-when-down", "yes", "--logfile", os.path.join(d, "log")],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             self.ports.append(p)
         for p in self.ports:
