@@ -111,7 +111,7 @@ let package = Package(
         .testTarget(name: "KnowledgeBaseTests", dependencies: ["KnowledgeBase", "KVStore", "SAC", "LLM", "TestSupport"]),
         .testTarget(name: "SnapshotTests", dependencies: ["Snapshots", "KnowledgeBase", "KVStore", "SAC", "LLM", "TestSupport"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "SAC", "LLM", "TestSupport"]),
-        .testTarget(name: "HTTPServiceTests", dependencies: ["HTTPService", "AnchorKVCore", "KnowledgeBase", "KVStore", "LLM", "SAC", "Snapshots", "TestSupport",
+        .testTarget(name: "HTTPServiceTests", dependencies: ["HTTPService", "AnchorKVCore", "KnowledgeBase", "KVStore", "LLM", "SAC", "Snapshots", "TestSupport", "RedisTestSupport",
                                                              .product(name: "Hummingbird", package: "hummingbird"),
                                                              .product(name: "HummingbirdTesting", package: "hummingbird"),
                                                              .product(name: "Logging", package: "swift-log"),

@@ -20,7 +20,7 @@ final class EndToEndTests: XCTestCase {
     static func binary() throws -> URL { try CLIBinary.url() }
 
     /// Starts the server and waits for its "listening on" line; returns the process and port.
-    func startServer(_ arguments: [String], log: URL, environment: [String: String] = [:]) throws -> (Process, Int) {
+    static func startServer(_ arguments: [String], log: URL, environment: [String: String] = [:]) throws -> (Process, Int) {
         let p = Process()
         p.executableURL = try Self.binary()
         p.arguments = ["serve"] + arguments
@@ -83,7 +83,7 @@ final class EndToEndTests: XCTestCase {
         XCTAssertTrue(String(decoding: refusedErr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).contains("without an API token"))
 
         let logFile = dir.appendingPathComponent("serve.log")
-        let (server, port) = try startServer(["--store", store, "--no-adapter", "--ratio", "5", "--port", "0", "--threads", "2"], log: logFile,
+        let (server, port) = try Self.startServer(["--store", store, "--no-adapter", "--ratio", "5", "--port", "0", "--threads", "2"], log: logFile,
                                              environment: ["ANCHORKV_API_TOKEN": "e2e-token-0123456789abcdef"])
         var stopped = false
         defer { if !stopped { server.terminate(); server.waitUntilExit() } }
