@@ -84,6 +84,8 @@ public struct CoreError: Error, CustomStringConvertible, Sendable, Equatable, En
             // The cluster could not be reached, or answered what it should not have.
             switch e {
             case .reply, .protocolError: return CoreError(.internalError, "Redis Cluster store: \(e)")
+            case .authenticationFailed:
+                return CoreError(.invalidConfig, "Redis Cluster store: \(e). Set the password in ANCHORKV_REDIS_PASSWORD or a file named by ANCHORKV_REDIS_PASSWORD_FILE")
             case .connectionClosed, .timedOut: return CoreError(.unavailable, "Redis Cluster store unavailable: \(e)")
             }
         case let e as SACError:

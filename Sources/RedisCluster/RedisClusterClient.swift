@@ -82,6 +82,8 @@ public actor RedisClusterClient {
                     failures.append("\(node): no slots assigned")
                 } catch {
                     self.drop(node)
+                    // Wrong or missing credentials do not get better by retrying.
+                    if let auth = RedisConnection.authenticationFailure(error, node: "\(node)") { throw auth }
                     failures.append("\(node): \(error)")
                 }
             }
@@ -180,8 +182,13 @@ public actor RedisClusterClient {
         var lastError: any Error = RedisError.connectionClosed("no node serves slot \(slot)")
         while true {
             var node: RedisNodeAddress?
-            if let askTarget { node = askTarget } else if let t = try? await currentTopology(), let r = t.range(of: slot) {
-                node = route(r, readOnly: readOnly)
+            if let askTarget { node = askTarget } else {
+                do {
+                    if let r = try await currentTopology().range(of: slot) { node = route(r, readOnly: readOnly) }
+                } catch let e as RedisError {
+                    if case .authenticationFailed = e { throw e }
+                    lastError = e
+                }
             }
             if let node {
                 let replies: [RESPValue]
@@ -194,6 +201,7 @@ public actor RedisClusterClient {
                 } catch is CancellationError {
                     throw CancellationError()
                 } catch {
+                    if let auth = RedisConnection.authenticationFailure(error, node: "\(node)") { throw auth }
                     // The node is gone or silent: forget its connections and ask the others.
                     replies = []
                     lastError = error

@@ -8,6 +8,8 @@ public enum RedisError: Error, Equatable, CustomStringConvertible {
     case protocolError(String)
     /// The node answered with an error reply (the reply's text: "MOVED 3999 host:port", ...).
     case reply(String)
+    /// The node refused the credentials, or wants some (NOAUTH, WRONGPASS, NOPERM): not retried.
+    case authenticationFailed(String)
 
     public var description: String {
         switch self {
@@ -15,6 +17,7 @@ public enum RedisError: Error, Equatable, CustomStringConvertible {
         case .timedOut(let m): return "timed out: \(m)"
         case .protocolError(let m): return "protocol error: \(m)"
         case .reply(let m): return "Redis replied: \(m)"
+        case .authenticationFailed(let m): return "authentication failed: \(m)"
         }
     }
 }
@@ -91,6 +94,14 @@ public final class RedisConnection: Sendable {
         let r = try await pipeline([parts], timeout: timeout)[0]
         if case .error(let m) = r { throw RedisError.reply(m) }
         return r
+    }
+
+    /// `error` as an authentication failure when it is one (a reply refusing the credentials).
+    public static func authenticationFailure(_ error: any Error, node: String) -> RedisError? {
+        if case .authenticationFailed? = error as? RedisError { return error as? RedisError }
+        guard case .reply(let m)? = error as? RedisError,
+              let code = m.split(separator: " ", maxSplits: 1).first, ["NOAUTH", "WRONGPASS", "NOPERM"].contains(code) else { return nil }
+        return .authenticationFailed("\(node): \(m)")
     }
 
     public func close() async {

@@ -63,4 +63,32 @@ final class ClusterCLITests: XCTestCase {
             XCTAssertEqual(try json(c.out)["answer"] as? String, try json(f.out)["answer"] as? String)
         }
     }
+
+    /// A password-protected cluster: the CLI takes the password from a file named by
+    /// ANCHORKV_REDIS_PASSWORD_FILE; without it, a clear error says where to set it.
+    func testPasswordFromTheEnvironment() async throws {
+        let debug = try CLIBinary.url()
+        let cluster = try await LocalRedisCluster(password: "akv-cli-secret")
+        let url = "redis://127.0.0.1:\(cluster.seeds[0].port)/auth-test"
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("akv-cluster-auth-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let secret = dir.appendingPathComponent("redis-password")
+        try "akv-cli-secret\n".write(to: secret, atomically: true, encoding: .utf8)
+        try await onThread {
+            var env = ProcessInfo.processInfo.environment
+            for k in ["ANCHORKV_CONFIG", "ANCHORKV_STORE", "ANCHORKV_REDIS_PASSWORD", "ANCHORKV_REDIS_PASSWORD_FILE"] { env[k] = nil }
+            let refused = try runCLI(debug, ["stats", "--json", "--store", url], environment: env)
+            XCTAssertEqual(refused.status, 1, "invalid config")
+            XCTAssertFalse(refused.crashed, refused.err)
+            XCTAssertTrue(refused.err.contains("NOAUTH") && refused.err.contains("ANCHORKV_REDIS_PASSWORD"), refused.err)
+            env["ANCHORKV_REDIS_PASSWORD_FILE"] = secret.path
+            let ingest = try runCLI(debug, ["ingest", CLIBinary.root.appendingPathComponent("tools/demo/corpus/danube.md").path, "--store", url], environment: env)
+            XCTAssertEqual(ingest.status, 0, ingest.err)
+            let stats = try runCLI(debug, ["stats", "--json", "--store", url], environment: env)
+            XCTAssertEqual(stats.status, 0, stats.err)
+            let o = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(stats.out.utf8)) as? [String: Any], stats.out)
+            XCTAssertEqual(o["documents"] as? Int, 1, stats.out)
+        }
+    }
 }

@@ -101,6 +101,39 @@ final class RedisClusterClientTests: XCTestCase {
         await client.close()
     }
 
+    /// A cluster that requires a password (requirepass, masterauth for its replicas): the client
+    /// with it reads, writes and gets WAIT acknowledgements; without it or with a wrong one the
+    /// first command fails at once as an authentication failure, not after the retry budget.
+    func testPasswordProtectedCluster() async throws {
+        let cluster = try await LocalRedisCluster(password: "akv-test-secret")
+        var options = RedisClusterClient.Options()
+        options.password = "akv-test-secret"
+        let client = RedisClusterClient(seeds: cluster.seeds, options: options)
+        let key = Array("{auth}k".utf8), slot = HashSlot.slot(of: "{auth}k")
+        _ = try await client.run([Array("SET".utf8), key, Array("v".utf8)], slot: slot)
+        let got = try await client.run([Array("GET".utf8), key], slot: slot)
+        XCTAssertEqual(got, .bulkString(Array("v".utf8)))
+        let t = try await client.transaction([[Array("SET".utf8), key, Array("w".utf8)]], slot: slot, waitReplicas: 1)
+        XCTAssertEqual(t.replicasAcknowledged, 1, "the replica authenticated to its master and replicates")
+        await client.close()
+
+        for password in [nil, "wrong-password"] {
+            var o = RedisClusterClient.Options()
+            o.password = password
+            let other = RedisClusterClient(seeds: cluster.seeds, options: o)
+            let start = ContinuousClock.now
+            do {
+                _ = try await other.run([Array("GET".utf8), key], slot: slot)
+                XCTFail("a command without the right password succeeded")
+            } catch let e as RedisError {
+                guard case .authenticationFailed(let m) = e else { return XCTFail("\(e)") }
+                XCTAssertTrue(m.contains(password == nil ? "NOAUTH" : "WRONGPASS"), m)
+            }
+            XCTAssertLessThan(ContinuousClock.now - start, .seconds(2), "not retried")
+            await other.close()
+        }
+    }
+
     /// kill -9 of a master while documents are written (MULTI/EXEC + WAIT 1): the client rides
     /// the failover; every write WAIT confirmed on a replica is there afterwards.
     func testMasterKilledDuringWritesLosesNoAcknowledgedWrite() async throws {

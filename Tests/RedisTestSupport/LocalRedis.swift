@@ -10,9 +10,12 @@ public final class LocalRedis {
     public let port: Int
     public let dir: URL
     public private(set) var pid: pid_t = 0
+    /// Required of clients (requirepass) and used by replicas towards their master (masterauth).
+    public let password: String?
 
     /// `cluster`: cluster mode with a short node timeout, so failovers finish within a test.
-    public init(cluster: Bool = false, nodeTimeoutMs: Int = 2000, extra: [String] = []) throws {
+    public init(cluster: Bool = false, nodeTimeoutMs: Int = 2000, password: String? = nil, extra: [String] = []) throws {
+        self.password = password
         let binary = try Self.binary()
         port = try Self.freePort(cluster: cluster)
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("akv-redis-\(port)-\(UUID().uuidString.prefix(8))")
@@ -27,6 +30,7 @@ public final class LocalRedis {
                      // Replicas go on serving reads while the cluster marks a master failed (docs/scale-out.md).
                      "--cluster-allow-reads-when-down", "yes"]
         }
+        if let password { args += ["--requirepass", password, "--masterauth", password] }
         try start(binary, args + extra)
     }
 
@@ -52,6 +56,7 @@ public final class LocalRedis {
         while true {
             do {
                 let c = try await RedisConnection.connect(host: "127.0.0.1", port: port, timeout: .seconds(1))
+                if let password { try await c.run(["AUTH", password]) }
                 if try await c.run(["PING"]) == .simpleString("PONG") { return c }
             } catch where ContinuousClock.now < deadline {
                 try await Task.sleep(for: .milliseconds(20))

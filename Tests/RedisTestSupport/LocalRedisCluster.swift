@@ -10,9 +10,11 @@ public final class LocalRedisCluster {
     public private(set) var ids: [String] = []
     public let masters: Int
 
-    public init(masters: Int = 3, replicasPerMaster: Int = 1, nodeTimeoutMs: Int = 2000) async throws {
+    public init(masters: Int = 3, replicasPerMaster: Int = 1, nodeTimeoutMs: Int = 2000, password: String? = nil) async throws {
         self.masters = masters
-        nodes = try (0..<(masters * (1 + replicasPerMaster))).map { _ in try LocalRedis(cluster: true, nodeTimeoutMs: nodeTimeoutMs) }
+        nodes = try (0..<(masters * (1 + replicasPerMaster))).map { _ in
+            try LocalRedis(cluster: true, nodeTimeoutMs: nodeTimeoutMs, password: password)
+        }
         var connections: [RedisConnection] = []
         for n in nodes { connections.append(try await n.connect()) }
         for c in connections { ids.append(try await Self.string(c.run(["CLUSTER", "MYID"]))) }
