@@ -64,6 +64,26 @@ extension KnowledgeService {
         throw .invalidInput("an age is like 30d, 12h, 90m or 45s, or an ISO 8601 date, not '\(s)'")
     }
 
+    // MARK: sweep
+
+    /// Removes what interrupted writes left in the configured store and recounts its counters
+    /// (`DocumentStore.sweep`), without loading the model. `olderThan` is the grace: versions no
+    /// manifest names are removed only when untouched that long (a write may be on its way).
+    public static func sweep(config: AppConfig, olderThan grace: Duration, dryRun: Bool) throws(CoreError) -> SweepReport {
+        guard grace >= .zero else { throw .invalidInput("the grace must not be negative") }
+        let store = try openStoreOnly(config)
+        return try CoreError.mapping { try store.sweep(olderThan: grace, dryRun: dryRun) }
+    }
+
+    /// An age (30d, 12h, 90m, 45s) as a duration.
+    public static func parseDuration(_ s: String) throws(CoreError) -> Duration {
+        let units: [Character: Double] = ["d": 86400, "h": 3600, "m": 60, "s": 1]
+        if let u = s.last, let mult = units[u], let n = Double(s.dropLast()), n >= 0, n.isFinite, n * mult < 1e12 {
+            return .milliseconds(Int64((n * mult * 1000).rounded()))
+        }
+        throw .invalidInput("a duration is like 1h, 90m or 45s, not '\(s)'")
+    }
+
     // MARK: snapshots
 
     /// Opens the configured store for byte-level work: no model is loaded, fingerprints are compared as recorded.

@@ -315,6 +315,11 @@ public final class RedisDocumentStore: DocumentStore {
     /// Redis frees a key's memory when it is deleted: nothing to give back.
     public func compactStorage() {}
 
+    public func sweep(olderThan: Duration, dryRun: Bool) throws -> SweepReport {
+        let report = try blocking { try await self.store.sweep(olderThan: olderThan, dryRun: dryRun) }
+        return report
+    }
+
     public func stats(logicalBytes: Bool, snapshot: (any StoreSnapshot)?) throws -> StoreStats {
         let s = try lexStats(snapshot: snapshot)
         var out = StoreStats()

@@ -115,7 +115,7 @@ public final class RedisStore: Sendable {
         var layers: Int
     }
 
-    private func manifest(tag: String) async throws -> DocumentManifest? {
+    func manifest(tag: String) async throws -> DocumentManifest? {
         let raw = try await client.run([Array("GET".utf8), keys.docManifest(tag)], slot: keys.docSlot(tag), readOnly: true)
         guard case .bulkString(let b) = raw else { throw RedisError.protocolError("GET answered \(raw)") }
         guard let b else { return nil }
@@ -311,7 +311,6 @@ public final class RedisStore: Sendable {
         var record = d.record
         record.number = UInt64(n)
         record.kvBytes = d.kv.joined().reduce(0) { $0 + $1.count }
-        try await client.run([Array("HSET".utf8), keys.catalogue, Array(record.id.utf8), Array(tag.utf8)], slot: keys.kbSlot)
 
         var versionKeys: [[UInt8]] = [], writes: [[[UInt8]]] = [], groups: [Int] = []
         for (w, win) in d.windows.enumerated() {
@@ -329,6 +328,9 @@ public final class RedisStore: Sendable {
         let written = try await client.pipeline(writes + [waitCommand()], slot: keys.docSlot(tag))
         for r in written.dropLast() { if case .error(let m) = r { throw RedisError.reply(m) } }
         var replicas = try Self.count(written.last!)
+        // The catalogue entry after the version's keys: `sweep` relies on that order (an entry
+        // whose document has no manifest and no keys left is a crash's leftover).
+        try await client.run([Array("HSET".utf8), keys.catalogue, Array(record.id.utf8), Array(tag.utf8)], slot: keys.kbSlot)
 
         // Postings, grouped by index bucket (one slot each), each group with its WAIT.
         var byKey: [[UInt8]: [[UInt8]]] = [:], fields: [[UInt8]: [[UInt8]]] = [:]

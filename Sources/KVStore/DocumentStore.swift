@@ -50,9 +50,32 @@ public protocol DocumentStore: AnyObject, Sendable {
     func replaceKV(of expected: DocumentRecord, ratio: Int, adapter: String?, kv: [[TensorRecord]], anchors: Int) throws -> (before: Int, after: Int)
     /// Gives back space held by deleted or overwritten records (RocksDB's compaction).
     func compactStorage()
+    /// Removes what interrupted writes left behind and recounts the counters (a cluster store:
+    /// versions no manifest names, idle for `olderThan`; postings and catalogue entries of
+    /// versions that are gone). A folder store writes each document in one atomic batch and has
+    /// nothing to sweep. `dryRun` reports without changing anything.
+    func sweep(olderThan: Duration, dryRun: Bool) throws -> SweepReport
     func stats(logicalBytes: Bool, snapshot: (any StoreSnapshot)?) throws -> StoreStats
     /// Bytes the store takes where it lives (a folder's files; on a cluster, its keys' memory).
     func diskBytes() -> Int
+}
+
+/// What a sweep found (and removed, unless it was a dry run).
+public struct SweepReport: Codable, Sendable, Equatable {
+    public var dryRun = false
+    /// Versions of documents that no manifest names, idle longer than the grace: removed.
+    public var versionsRemoved = 0
+    public var keysRemoved = 0
+    /// Versions no manifest names that were written within the grace (a write may still be
+    /// on its way to its commit): kept.
+    public var versionsKept = 0
+    public var postingsRemoved = 0
+    public var catalogueEntriesRemoved = 0
+    /// The counters as stored, and as recounted from the visible documents.
+    public var countersBefore = KVStore.LexStats()
+    public var countersAfter = KVStore.LexStats()
+    public var countersFixed = false
+    public init() {}
 }
 
 /// Documents added one by one, invisible until `commit`; `abandon` deletes what was added.
@@ -85,6 +108,13 @@ extension DocumentStore {
 
 extension KVStore: DocumentStore {
     public var location: String { path }
+    public func sweep(olderThan: Duration, dryRun: Bool) throws -> SweepReport {
+        var r = SweepReport()
+        r.dryRun = dryRun
+        r.countersBefore = try lexStats()
+        r.countersAfter = r.countersBefore
+        return r
+    }
     public func snapshot() -> any StoreSnapshot { db.snapshot() }
     public func beginBatchWrite() -> any DocumentBatchWrite { beginStagedWrite() }
 }

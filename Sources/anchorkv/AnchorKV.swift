@@ -11,5 +11,5 @@ struct AnchorKV: AsyncParsableCommand {
             Run tools/setup.sh once to install the system libraries and the default model. \
             Benchmarks and the answer-quality evaluation are in anchorkv-bench.
             """,
-        subcommands: [IngestCommand.self, QueryCommand.self, ServeCommand.self, StatsCommand.self, DocsCommand.self, ExportCommand.self, ImportCommand.self, SnapshotCommand.self, CompactCommand.self, CompressCommand.self, AskCommand.self, GenerateCommand.self])
+        subcommands: [IngestCommand.self, QueryCommand.self, ServeCommand.self, StatsCommand.self, DocsCommand.self, SweepCommand.self, ExportCommand.self, ImportCommand.self, SnapshotCommand.self, CompactCommand.self, CompressCommand.self, AskCommand.self, GenerateCommand.self])
 }

@@ -232,6 +232,37 @@ struct StatsCommand: ParsableCommand {
     }
 }
 
+struct SweepCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sweep",
+        abstract: "Remove what interrupted writes left in a cluster store, and recount its counters.",
+        discussion: "On a Redis Cluster store a crash between the parts of a write can leave keys of a version that never became visible, postings and a catalogue entry of it, and counters off by a document; readers never see them, they only take memory. A sweep removes them while writers go on: a version's keys only when untouched for --older-than (a write may still be on its way to its commit). A folder store writes each document in one atomic batch: nothing to sweep.\n\n" + exitStatusHelp)
+    @OptionGroup var modelOptions: ModelOptions
+    @OptionGroup var storeOptions: StoreOptions
+    @Option(name: .long, help: "Grace: keep versions touched more recently than this (e.g. 1h, 90m, 45s).") var olderThan = "1h"
+    @Flag(name: .long, help: "Report what would be removed; change nothing.") var dryRun = false
+    @Flag(name: .long, help: "Print one JSON object.") var json = false
+
+    func validate() throws {
+        do { _ = try KnowledgeService.parseDuration(olderThan) } catch { throw ValidationError("--older-than: \(error.message)") }
+    }
+
+    func run() throws {
+        let grace = try reporting { try KnowledgeService.parseDuration(olderThan) }
+        let cfg = try modelOptions.appConfig(store: storeOptions.store)
+        let r = try reporting { try KnowledgeService.sweep(config: cfg, olderThan: grace, dryRun: dryRun) }
+        if json { print(Results.json(r)); return }
+        let verb = dryRun ? "would remove" : "removed"
+        print("\(verb) \(r.versionsRemoved) unnamed versions (\(r.keysRemoved) keys), \(r.postingsRemoved) postings, \(r.catalogueEntriesRemoved) catalogue entries; kept \(r.versionsKept) unnamed versions younger than \(olderThan)")
+        let (b, a) = (r.countersBefore, r.countersAfter)
+        if r.countersFixed {
+            print("counters \(dryRun ? "would be" : "were") fixed: documents \(b.documents) -> \(a.documents), windows \(b.windows) -> \(a.windows), tokens \(b.tokens) -> \(a.tokens), KV bytes \(b.kvBytes) -> \(a.kvBytes)")
+        } else {
+            print("counters agree with the \(a.documents) visible documents")
+        }
+    }
+}
+
 struct DocsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "docs", abstract: "List, show or delete stored documents.",
                                                     discussion: exitStatusHelp, subcommands: [List.self, Show.self, Delete.self])

@@ -31,6 +31,13 @@ final class ClusterCLITests: XCTestCase {
             let listed = try run(debug, ["docs", "list", "--json"]).out
             let ids = (try JSONSerialization.jsonObject(with: Data(listed.utf8)) as? [[String: Any]] ?? []).compactMap { $0["id"] as? String }
             XCTAssertEqual(ids.sorted(), ["danube.md", "honeybees.md"], listed)
+            // Nothing was interrupted: a sweep finds nothing, and the counters agree.
+            let sweep = try run(release, ["sweep", "--older-than", "0s", "--json"])
+            XCTAssertEqual(sweep.status, 0, sweep.err)
+            let swept = try json(sweep.out)
+            XCTAssertEqual(swept["versions_removed"] as? Int, 0, sweep.out)
+            XCTAssertEqual(swept["counters_fixed"] as? Bool, false, sweep.out)
+            XCTAssertEqual((swept["counters_after"] as? [String: Any])?["documents"] as? Int, 2, sweep.out)
             let stats = try json(try run(release, ["stats", "--json"]).out)
             XCTAssertEqual(stats["documents"] as? Int, 2, "\(stats)")
             XCTAssertEqual(stats["store"] as? String, url)

@@ -160,6 +160,98 @@ final class RedisStoreTests: XCTestCase {
         await client.close()
     }
 
+    /// What interrupted writes leave (a new document staged and never committed, a new version
+    /// of a visible document staged and never committed, counters off) is found by a sweep:
+    /// a dry run and a sweep within the grace change nothing; past the grace the leftovers go,
+    /// the visible documents stay whole, and a second sweep finds nothing.
+    func testSweepRemovesWhatInterruptedWritesLeft() async throws {
+        let cluster = try await LocalRedisCluster()
+        let client = RedisClusterClient(seeds: cluster.seeds)
+        let store = try await open(cluster, client: client)
+        let docs = (0..<3).map { document("kept-\($0)", windows: 2, seed: UInt64($0)) }
+        _ = try await store.put(docs, adapters: ["5": "adapter-r5"])
+        let visible = try await store.documents()
+        let countersWhole = try await store.lexStats()
+        let stagedNew = try await store.stage(document("never-committed", windows: 2, seed: 50))
+        let stagedVersion = try await store.stage(document("kept-1", windows: 3, seed: 51))
+        _ = try await client.pipeline([["HINCRBY", "{akv:test-kb}:stats", "documents", "2"], ["HINCRBY", "{akv:test-kb}:stats", "tokens", "-7"]],
+                                      slot: store.keys.kbSlot)
+        let leftoverKeys = stagedNew.versionKeys.count + stagedVersion.versionKeys.count
+        let leftoverPostings = stagedNew.postings.values.map(\.count).reduce(0, +) + stagedVersion.postings.values.map(\.count).reduce(0, +)
+
+        /// Document keys and posting fields of the knowledge base, counted on the masters.
+        func census() async throws -> (keys: Int, postings: Int) {
+            var keys = 0, postings = 0
+            for node in try await client.currentTopology().masters {
+                var cursor = "0"
+                repeat {
+                    guard case .array(let parts?) = try await client.run(["SCAN", cursor, "MATCH", "{akv:test-kb:*", "COUNT", "1000"], on: node),
+                          case .bulkString(let c?) = parts[0], case .array(let found?) = parts[1] else { throw RedisError.protocolError("SCAN") }
+                    cursor = String(decoding: c, as: UTF8.self)
+                    for case .bulkString(let k?) in found {
+                        // Index keys by their fields (a hash whose last field goes is gone), the others one by one.
+                        if String(decoding: k, as: UTF8.self).contains(":ix") {
+                            if case .integer(let n) = try await client.run([Array("HLEN".utf8), k], slot: HashSlot.slot(of: k)) { postings += Int(n) }
+                        } else {
+                            keys += 1
+                        }
+                    }
+                } while cursor != "0"
+            }
+            return (keys, postings)
+        }
+        let before = try await census()
+
+        let dry = try await store.sweep(olderThan: .zero, dryRun: true)
+        XCTAssertEqual(dry.versionsRemoved, 2)
+        XCTAssertEqual(dry.keysRemoved, leftoverKeys)
+        XCTAssertEqual(dry.postingsRemoved, leftoverPostings)
+        XCTAssertEqual(dry.catalogueEntriesRemoved, 1, "never-committed")
+        XCTAssertTrue(dry.countersFixed)
+        XCTAssertEqual(dry.countersAfter.documents, 3)
+        let young = try await store.sweep(olderThan: .seconds(3600), dryRun: false)
+        XCTAssertEqual(young.versionsKept, 2, "written within the grace: a commit may still come")
+        XCTAssertEqual(young.versionsRemoved + young.postingsRemoved + young.catalogueEntriesRemoved, 0)
+        let afterYoung = try await census()
+        XCTAssertEqual(afterYoung.keys, before.keys)
+        XCTAssertEqual(afterYoung.postings, before.postings)
+        var fixed = try await store.lexStats()
+        XCTAssertEqual(fixed, countersWhole, "the counters were recounted")
+
+        _ = try await client.pipeline([["HINCRBY", "{akv:test-kb}:stats", "windows", "3"]], slot: store.keys.kbSlot)
+        try await Task.sleep(for: .milliseconds(1100))  // OBJECT IDLETIME counts whole seconds
+        let swept = try await store.sweep(olderThan: .seconds(1), dryRun: false)
+        XCTAssertEqual(swept.versionsRemoved, 2)
+        XCTAssertEqual(swept.keysRemoved, leftoverKeys)
+        XCTAssertEqual(swept.postingsRemoved, leftoverPostings)
+        XCTAssertEqual(swept.catalogueEntriesRemoved, 1)
+        XCTAssertTrue(swept.countersFixed)
+        let after = try await census()
+        XCTAssertEqual(after.keys, before.keys - leftoverKeys)
+        XCTAssertEqual(after.postings, before.postings - leftoverPostings)
+        fixed = try await store.lexStats()
+        XCTAssertEqual(fixed, countersWhole)
+        let catalogue = try await store.catalogueEntries().map(\.id).sorted()
+        XCTAssertEqual(catalogue, visible.map(\.id))
+        let listed = try await store.documents()
+        XCTAssertEqual(listed, visible)
+        for d in visible {
+            for w in 0..<d.windows { _ = try await store.rawKV(d, window: w) }
+        }
+        let hits = try await store.postings("kept-1")
+        XCTAssertEqual(hits.map(\.0.number), [visible[1].number, visible[1].number], "the visible version's two windows")
+
+        // The staged version can no longer be committed: its keys are gone.
+        do {
+            _ = try await store.commit(stagedVersion)
+            XCTFail("a swept version was committed")
+        } catch StoreError.corrupt {}
+        let again = try await store.sweep(olderThan: .zero, dryRun: false)
+        XCTAssertEqual(again.versionsRemoved + again.postingsRemoved + again.catalogueEntriesRemoved + again.versionsKept, 0)
+        XCTAssertFalse(again.countersFixed)
+        await client.close()
+    }
+
     /// Reads go on while a master is killed: those of its slots go to its replica at once (they
     /// do not wait for the failover), none fails, and the longest read is well under the node
     /// timeout. With replica reads off, they wait through the failover and then succeed.
