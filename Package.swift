@@ -103,8 +103,8 @@ let package = Package(
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer"], resources: [.copy("Goldens")]),
         // Helpers shared by the test targets (default model, golden readers, error statistics).
         .target(name: "TestSupport", dependencies: ["LLM", "Digest"], path: "Tests/TestSupport"),
-        .testTarget(name: "LLMTests", dependencies: ["LLM", "ModelFormats", "TestSupport"], resources: [.copy("Goldens")]),
-        .testTarget(name: "SACTests", dependencies: ["SAC", "LLM", "Digest", "TestSupport"], resources: [.copy("Goldens")]),
+        .testTarget(name: "LLMTests", dependencies: ["LLM", "ModelFormats", "Tensor", "TestSupport"], resources: [.copy("Goldens")]),
+        .testTarget(name: "SACTests", dependencies: ["SAC", "LLM", "Digest", "Tensor", "TestSupport"], resources: [.copy("Goldens")]),
         .testTarget(name: "DigestTests", dependencies: ["Digest"]),
         .testTarget(name: "KVStoreTests", dependencies: ["KVStore", "Digest"]),
         .testTarget(name: "AnchorKVCoreTests", dependencies: ["AnchorKVCore", "KVStore", "SAC", "Snapshots", "TestSupport", "RedisTestSupport", "RedisCluster"]),

@@ -35,6 +35,9 @@ public struct ForwardOptions: Sendable {
     /// Single-token steps use int8 activations with integer dot products (llama.cpp's decode
     /// scheme); false keeps fp32 activations (slower, bit-closer to the reference).
     public var integerDecode = Kernels.integerDecode
+    /// Blocks of rows multiply in BF16 where the CPU has AVX512_BF16 (`Kernels.bf16Prefill`);
+    /// false keeps fp32 sgemm (the reference path of the golden tests).
+    public var bf16Prefill = Kernels.bf16Prefill
 
     public init(positions: [Int32]? = nil, attention: AttentionMask = .causal,
                 embeddingAdditions: [(row: Int, vector: [Float])] = [], lora: LoRAWeights? = nil,
@@ -157,8 +160,8 @@ public final class InferenceSession {
             Kernels.rmsNorm(x, weight: lw.attnNorm.pointer, out: h, rows: T, n: H, eps: c.rmsNormEps)
             let kNew = cache.keys(layer: l) + P * kvd     // [T, kvd]
             let vNew = cache.values(layer: l) + P * kvd   // [T, kvd]
-            lw.k.apply(h, rows: T, out: kNew, integerDot: options.integerDecode)
-            lw.v.apply(h, rows: T, out: vNew, integerDot: options.integerDecode)
+            lw.k.apply(h, rows: T, out: kNew, integerDot: options.integerDecode, bf16: options.bf16Prefill)
+            lw.v.apply(h, rows: T, out: vNew, integerDot: options.integerDecode, bf16: options.bf16Prefill)
             if let lora = options.lora, let pv = lora.v[l] { pv.apply(h, rows: T, y: vNew, scale: lora.scale, tmp: loraTmp.pointer) }
             if !capture.isEmpty {
                 var kc = [Float](repeating: 0, count: capture.count * kvd), vc = kc
@@ -170,7 +173,7 @@ public final class InferenceSession {
             model.rope.apply(kNew, rows: T, ld: kvd, heads: c.kvHeadCount, cos: ropeCos.pointer, sin: ropeSin.pointer)
             if isLast && !needFinal { break }  // the last layer's K/V are all the caller needs
 
-            lw.q.apply(h, rows: T, out: q, integerDot: options.integerDecode)
+            lw.q.apply(h, rows: T, out: q, integerDot: options.integerDecode, bf16: options.bf16Prefill)
             if let lora = options.lora, let pq = lora.q[l] { pq.apply(h, rows: T, y: q, scale: lora.scale, tmp: loraTmp.pointer) }
             model.rope.apply(q, rows: T, ld: qd, heads: c.headCount, cos: ropeCos.pointer, sin: ropeSin.pointer)
             if isLast && outRows.count < T {
@@ -184,13 +187,13 @@ public final class InferenceSession {
             }
             let visible: [Int64] = rowIndex.map { options.attention == .causal ? Int64(P + $0 + 1) : Int64(P + T) }
             attention(layer: l, q: q, rows: rows, visible: visible, out: attn)
-            lw.o.apply(attn, rows: rows, out: x, accumulate: true, integerDot: options.integerDecode)
+            lw.o.apply(attn, rows: rows, out: x, accumulate: true, integerDot: options.integerDecode, bf16: options.bf16Prefill)
 
             Kernels.rmsNorm(x, weight: lw.ffnNorm.pointer, out: h, rows: rows, n: H, eps: c.rmsNormEps)
-            lw.gate.apply(h, rows: rows, out: gate, integerDot: options.integerDecode)
-            lw.up.apply(h, rows: rows, out: up, integerDot: options.integerDecode)
+            lw.gate.apply(h, rows: rows, out: gate, integerDot: options.integerDecode, bf16: options.bf16Prefill)
+            lw.up.apply(h, rows: rows, out: up, integerDot: options.integerDecode, bf16: options.bf16Prefill)
             Kernels.siluMul(gate, up, count: rows * F)
-            lw.down.apply(gate, rows: rows, out: x, accumulate: true, integerDot: options.integerDecode)
+            lw.down.apply(gate, rows: rows, out: x, accumulate: true, integerDot: options.integerDecode, bf16: options.bf16Prefill)
         }
         cache.commit(rows: T)
         cache.nextPosition = positions[T - 1] + 1
@@ -202,7 +205,7 @@ public final class InferenceSession {
             result.hidden = Array(UnsafeBufferPointer(start: h, count: n * H))
             if options.computeLogits {
                 var logits = [Float](repeating: 0, count: n * c.vocabSize)
-                logits.withUnsafeMutableBufferPointer { w.lmHead.apply(h, rows: n, out: $0.baseAddress!, integerDot: false) }
+                logits.withUnsafeMutableBufferPointer { w.lmHead.apply(h, rows: n, out: $0.baseAddress!, integerDot: false, bf16: options.bf16Prefill) }
                 result.logits = logits
             }
         }

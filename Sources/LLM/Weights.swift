@@ -8,14 +8,17 @@ public struct QuantizedRows: Sendable {
     public let storage: ByteBuffer
 }
 
-/// A linear layer y = x W^T with W [out, in]. Prefill uses fp32 W with sgemm; a single token
-/// uses the quantized rows when the checkpoint had them (4-5x less memory traffic).
+/// A linear layer y = x W^T with W [out, in]. Prefill uses W in BF16 (vdpbf16ps, where the CPU
+/// has AVX512_BF16) or fp32 W with sgemm; a single token uses the quantized rows when the
+/// checkpoint had them (4-5x less memory traffic).
 public final class Linear: Sendable {
     public let outFeatures: Int
     public let inFeatures: Int
     /// [out, in] fp32, or nil when only quantized rows are kept (the LM head).
     public let weight: FloatBuffer?
     public let quantized: QuantizedRows?
+    /// W packed for akv_gemm_bf16 (32-column blocks of bf16 pairs), when BF16 prefill is on.
+    let bf16: ByteBuffer?
 
     public init(outFeatures: Int, inFeatures: Int, weight: FloatBuffer?, quantized: QuantizedRows?) {
         precondition(weight != nil || quantized != nil)
@@ -23,11 +26,19 @@ public final class Linear: Sendable {
         self.inFeatures = inFeatures
         self.weight = weight
         self.quantized = quantized
+        if let weight, Kernels.bf16Available, inFeatures % 2 == 0 {
+            let packed = ByteBuffer(count: Int(akv_bf16_packed_bytes(Int64(outFeatures), Int64(inFeatures))))
+            akv_bf16_pack(weight.pointer, Int64(outFeatures), Int64(inFeatures), packed.pointer.assumingMemoryBound(to: UInt16.self))
+            bf16 = packed
+        } else {
+            bf16 = nil
+        }
     }
 
-    /// out[rows, outFeatures] = x[rows, inFeatures] W^T  (+ out when accumulate)
+    /// out[rows, outFeatures] = x[rows, inFeatures] W^T  (+ out when accumulate). `bf16`: several
+    /// rows go through the BF16 kernel when the weights were packed for it (else fp32 sgemm).
     public func apply(_ x: UnsafePointer<Float>, rows: Int, out: UnsafeMutablePointer<Float>, accumulate: Bool = false,
-                      integerDot: Bool = Kernels.integerDecode) {
+                      integerDot: Bool = Kernels.integerDecode, bf16 useBF16: Bool = Kernels.bf16Prefill) {
         if rows == 1 || weight == nil {
             let tmp = accumulate ? FloatBuffer(count: outFeatures, zeroed: false) : nil
             for r in 0..<rows {
@@ -44,6 +55,21 @@ public final class Linear: Sendable {
                 if let tmp {
                     let o = out + r * outFeatures
                     for i in 0..<outFeatures { o[i] += tmp.pointer[i] }
+                }
+            }
+            return
+        }
+        if useBF16, let packed = bf16 {
+            // Activations rounded to bf16 once; 32-column blocks of W split over the kernel pool.
+            let a = ByteBuffer(count: rows * inFeatures * 2)
+            let ap = UnsafePointer(a.pointer.assumingMemoryBound(to: UInt16.self))
+            akv_bf16_convert(x, Int64(rows * inFeatures), a.pointer.assumingMemoryBound(to: UInt16.self))
+            let wp = UnsafePointer(packed.pointer.assumingMemoryBound(to: UInt16.self))
+            let (n, k) = (outFeatures, inFeatures)
+            withExtendedLifetime(a) {
+                Parallel.forRanges((n + 31) / 32, minPerWorker: 2) { part in
+                    _ = akv_gemm_bf16(ap, Int64(rows), Int64(k), wp, Int64(n), Int64(part.lowerBound), Int64(part.upperBound),
+                                      out, Int64(n), accumulate ? 1 : 0)
                 }
             }
             return

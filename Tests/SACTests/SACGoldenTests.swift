@@ -1,6 +1,7 @@
 import Foundation
 import LLM
 import ModelFormats
+import Tensor
 import XCTest
 @testable import SAC
 
@@ -29,8 +30,41 @@ final class SACGoldenTests: XCTestCase {
         XCTAssertEqual(try model.fingerprint(), try Goldens.json("sac-goldens.json")["base_model_fingerprint"] as? String)
     }
 
+    /// The fp32 path (BF16 prefill off) at fp32 tolerances.
+    override func setUp() {
+        super.setUp()
+        Kernels.bf16Prefill = false
+    }
+
+    override func tearDown() {
+        Kernels.bf16Prefill = Kernels.bf16Available
+        super.tearDown()
+    }
+
     func testAnchorKVMatchesReference() throws {
+        let (k, v, norms) = try compareAnchorKV()
+        // Measured <= 1.4e-5 (K) and 2.7e-5 (V).
+        XCTAssertLessThan(k, 1e-4, "K")
+        XCTAssertLessThan(v, 1e-4, "V")
+        XCTAssertLessThan(norms, 1e-4, "every layer's norms")
+    }
+
+    /// The encoder with BF16 prefill (the default where the CPU has AVX512_BF16; the adapters
+    /// were trained with bf16 autocast) at the tolerance bf16 gives: measured on AMD Zen 4 K max
+    /// abs 0.062, V 0.107, per-layer norms within 6.5e-4 of the reference.
+    func testAnchorKVWithBF16PrefillWithinStatedTolerance() throws {
+        try XCTSkipUnless(Kernels.bf16Available, "this CPU has no AVX512_BF16 (or ANCHORKV_BF16=0): prefill runs fp32 only")
+        Kernels.bf16Prefill = true
+        let (k, v, norms) = try compareAnchorKV()
+        XCTAssertLessThan(k, 0.25, "K")
+        XCTAssertLessThan(v, 0.25, "V")
+        XCTAssertLessThan(norms, 3e-3, "every layer's norms")
+    }
+
+    /// Largest errors over the cases: K and V max abs, per-layer norms max rel.
+    func compareAnchorKV() throws -> (k: Float, v: Float, norms: Float) {
         let model = try DefaultModel.load()
+        var worst: (k: Float, v: Float, norms: Float) = (0, 0, 0)
         for c in try cases() {
             let (_, ctx) = try setUp(c, model: model)
             XCTAssertEqual(ctx.contextLength, c.json["n_context"] as! Int)
@@ -46,12 +80,10 @@ final class SACGoldenTests: XCTestCase {
             func norm(_ v: [Float]) -> Float { Float(v.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()) }
             normErr.add(ctx.keys.map(norm), floats(c.json["k_norms"]), floor: 1)
             normErr.add(ctx.values.map(norm), floats(c.json["v_norms"]), floor: 1)
-            print("SAC \(c.name): anchor K \(kErr); V \(vErr); per-layer norms rel \(String(format: "%.3g", normErr.maxRel))")
-            // Measured <= 1.4e-5 (K) and 2.7e-5 (V).
-            XCTAssertLessThan(kErr.maxAbs, 1e-4, "\(c.name) K \(kErr)")
-            XCTAssertLessThan(vErr.maxAbs, 1e-4, "\(c.name) V \(vErr)")
-            XCTAssertLessThan(normErr.maxRel, 1e-4, "\(c.name): every layer's norms")
+            print("SAC \(c.name) (bf16 prefill \(Kernels.bf16Prefill)): anchor K \(kErr); V \(vErr); per-layer norms rel \(String(format: "%.3g", normErr.maxRel))")
+            worst = (max(worst.k, Float(kErr.maxAbs)), max(worst.v, Float(vErr.maxAbs)), max(worst.norms, Float(normErr.maxRel)))
         }
+        return worst
     }
 
     func testDecoderLogitsMatchReference() throws {

@@ -15,6 +15,45 @@ final class KernelTests: XCTestCase {
         XCTAssertLessThanOrEqual(worst, rel, "\(what): worst relative error \(worst)", line: line)
     }
 
+    /// BF16 products: against a double-precision loop over the same bf16-rounded inputs (only
+    /// fp32 summation error is left), row and column tails, split column blocks, accumulate, and
+    /// each row's result independent of the other rows of the call.
+    func testBF16GemmMatchesRoundedReference() throws {
+        try XCTSkipUnless(akv_bf16_supported() != 0, "this CPU has no AVX512_BF16")
+        let rows = 13, k = 70, n = 45
+        let x = randoms(rows * k), w = randoms(n * k, scale: 0.1)
+        func bf16(_ f: Float) -> Float {
+            var u = f.bitPattern
+            u = u &+ 0x7fff &+ ((u >> 16) & 1)
+            return Float(bitPattern: u & 0xffff_0000)
+        }
+        var packed = [UInt16](repeating: 1, count: Int(akv_bf16_packed_bytes(Int64(n), Int64(k))) / 2)
+        akv_bf16_pack(w, Int64(n), Int64(k), &packed)
+        var a = [UInt16](repeating: 0, count: rows * k)
+        akv_bf16_convert(x, Int64(rows * k), &a)
+        XCTAssertEqual(a.map { Float(bitPattern: UInt32($0) << 16) }, x.map(bf16), "activations rounded to nearest even")
+        var want = [Double](repeating: 0, count: rows * n)
+        for r in 0..<rows { for c in 0..<n {
+            want[r * n + c] = (0..<k).reduce(0.0) { $0 + Double(bf16(x[r * k + $1])) * Double(bf16(w[c * k + $1])) }
+        } }
+        let blocks = Int64((n + 31) / 32)
+        var out = [Float](repeating: .nan, count: rows * n)
+        XCTAssertEqual(akv_gemm_bf16(a, Int64(rows), Int64(k), packed, Int64(n), 0, blocks, &out, Int64(n), 0), 1)
+        assertClose(out, want, rel: 1e-5, abs: 1e-4, "bf16 gemm")
+
+        // The same in two calls of one column block each, then accumulated onto itself.
+        var split = [Float](repeating: .nan, count: rows * n)
+        for b in 0..<blocks { _ = akv_gemm_bf16(a, Int64(rows), Int64(k), packed, Int64(n), b, b + 1, &split, Int64(n), 0) }
+        XCTAssertEqual(split, out)
+        _ = akv_gemm_bf16(a, Int64(rows), Int64(k), packed, Int64(n), 0, blocks, &split, Int64(n), 1)
+        XCTAssertEqual(split, out.map { $0 + $0 })
+
+        // Row 9 alone (in a tile of one) is bitwise row 9 of the 13-row call (in a tile of 5).
+        var alone = [Float](repeating: .nan, count: n)
+        a.withUnsafeBufferPointer { _ = akv_gemm_bf16($0.baseAddress! + 9 * k, 1, Int64(k), packed, Int64(n), 0, blocks, &alone, Int64(n), 0) }
+        XCTAssertEqual(alone, Array(out[9 * n..<10 * n]))
+    }
+
     func testRMSNorm() {
         let rows = 5, n = 576
         let x = randoms(rows * n, scale: 3), w = randoms(n)

@@ -3,3 +3,4 @@
 #include "akv_kernels.h"
 #include "akv_dequant.h"
 #include "akv_pool.h"
+#include "akv_gemm_bf16.h"

@@ -1,0 +1,99 @@
+// BF16 prefill products (see akv_gemm_bf16.h). The functions that use AVX-512 carry their own
+// target attribute, so the rest of the library stays AVX2 and runs on any x86-64-v3 CPU.
+#include "akv_gemm_bf16.h"
+#include <immintrin.h>
+#include <string.h>
+
+int akv_bf16_supported(void) {
+    static int cached = -1;
+    if (cached < 0) {
+        __builtin_cpu_init();
+        cached = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");
+    }
+    return cached;
+}
+
+static inline uint16_t to_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffff) > 0x7f800000) return (uint16_t)((u >> 16) | 0x40);  // NaN stays NaN
+    u += 0x7fff + ((u >> 16) & 1);
+    return (uint16_t)(u >> 16);
+}
+
+int64_t akv_bf16_packed_bytes(int64_t n, int64_t k) { return ((n + 31) / 32) * (k / 2) * 64 * 2; }
+
+void akv_bf16_pack(const float *w, int64_t n, int64_t k, uint16_t *packed) {
+    const int64_t blocks = (n + 31) / 32, pairs = k / 2;
+    for (int64_t b = 0; b < blocks; b++)
+        for (int64_t p = 0; p < pairs; p++) {
+            uint16_t *d = packed + (b * pairs + p) * 64;
+            for (int64_t c = 0; c < 32; c++) {
+                const int64_t col = b * 32 + c;
+                d[2 * c] = col < n ? to_bf16(w[col * k + 2 * p]) : 0;
+                d[2 * c + 1] = col < n ? to_bf16(w[col * k + 2 * p + 1]) : 0;
+            }
+        }
+}
+
+void akv_bf16_convert(const float *x, int64_t count, uint16_t *out) {
+    for (int64_t i = 0; i < count; i++) out[i] = to_bf16(x[i]);
+}
+
+// 8 rows x 32 columns a tile: 16 accumulators, 2 weight vectors and a broadcast stay in registers.
+#define MR 8
+
+__attribute__((target("avx512f,avx512bf16")))
+static void tile(const uint32_t *a, int64_t rows, int64_t pairs, const uint16_t *bp,
+                 float *c, int64_t ldc, __mmask16 m0, __mmask16 m1, int accumulate) {
+    __m512 acc[MR][2];
+    for (int r = 0; r < MR; r++) { acc[r][0] = _mm512_setzero_ps(); acc[r][1] = _mm512_setzero_ps(); }
+    if (rows == MR) {
+        for (int64_t p = 0; p < pairs; p++) {
+            const __m512bh b0 = (__m512bh)_mm512_loadu_si512(bp + p * 64);
+            const __m512bh b1 = (__m512bh)_mm512_loadu_si512(bp + p * 64 + 32);
+#pragma GCC unroll 8
+            for (int r = 0; r < MR; r++) {
+                const __m512bh av = (__m512bh)_mm512_set1_epi32((int)a[r * pairs + p]);
+                acc[r][0] = _mm512_dpbf16_ps(acc[r][0], av, b0);
+                acc[r][1] = _mm512_dpbf16_ps(acc[r][1], av, b1);
+            }
+        }
+    } else {
+        for (int64_t p = 0; p < pairs; p++) {
+            const __m512bh b0 = (__m512bh)_mm512_loadu_si512(bp + p * 64);
+            const __m512bh b1 = (__m512bh)_mm512_loadu_si512(bp + p * 64 + 32);
+            for (int64_t r = 0; r < rows; r++) {
+                const __m512bh av = (__m512bh)_mm512_set1_epi32((int)a[r * pairs + p]);
+                acc[r][0] = _mm512_dpbf16_ps(acc[r][0], av, b0);
+                acc[r][1] = _mm512_dpbf16_ps(acc[r][1], av, b1);
+            }
+        }
+    }
+    for (int64_t r = 0; r < rows; r++) {
+        float *o = c + r * ldc;
+        if (accumulate) {
+            acc[r][0] = _mm512_add_ps(acc[r][0], _mm512_maskz_loadu_ps(m0, o));
+            if (m1) acc[r][1] = _mm512_add_ps(acc[r][1], _mm512_maskz_loadu_ps(m1, o + 16));
+        }
+        _mm512_mask_storeu_ps(o, m0, acc[r][0]);
+        if (m1) _mm512_mask_storeu_ps(o + 16, m1, acc[r][1]);
+    }
+}
+
+int akv_gemm_bf16(const uint16_t *a, int64_t rows, int64_t k, const uint16_t *packed, int64_t n,
+                  int64_t block0, int64_t block1, float *c, int64_t ldc, int accumulate) {
+    if (!akv_bf16_supported() || k % 2) return 0;
+    const int64_t pairs = k / 2;
+    for (int64_t b = block0; b < block1; b++) {
+        const int64_t n0 = b * 32, left = n - n0;
+        if (left <= 0) break;
+        const __mmask16 m0 = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
+        const __mmask16 m1 = left >= 32 ? 0xffff : left > 16 ? (__mmask16)((1u << (left - 16)) - 1) : 0;
+        const uint16_t *bp = packed + b * pairs * 64;
+        for (int64_t m = 0; m < rows; m += MR) {
+            tile((const uint32_t *)(a + m * k), rows - m < MR ? rows - m : MR, pairs, bp, c + m * ldc + n0, ldc, m0, m1, accumulate);
+        }
+    }
+    return 1;
+}
