@@ -36,8 +36,20 @@ void akv_bf16_pack(const float *w, int64_t n, int64_t k, uint16_t *packed) {
         }
 }
 
+// 32 values an instruction (vcvtne2ps2bf16 rounds to nearest even, as to_bf16 does).
+__attribute__((target("avx512f,avx512bf16")))
+static int64_t convert_avx512(const float *x, int64_t count, uint16_t *out) {
+    int64_t i = 0;
+    for (; i + 32 <= count; i += 32) {
+        const __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + i + 16), _mm512_loadu_ps(x + i));
+        _mm512_storeu_si512(out + i, (__m512i)v);
+    }
+    return i;
+}
+
 void akv_bf16_convert(const float *x, int64_t count, uint16_t *out) {
-    for (int64_t i = 0; i < count; i++) out[i] = to_bf16(x[i]);
+    const int64_t done = akv_bf16_supported() ? convert_avx512(x, count, out) : 0;
+    for (int64_t i = done; i < count; i++) out[i] = to_bf16(x[i]);
 }
 
 // 8 rows x 32 columns a tile: 16 accumulators, 2 weight vectors and a broadcast stay in registers.
