@@ -42,7 +42,7 @@ def run_anchorkv(args, bf16):
     if not bf16:
         env["ANCHORKV_BF16"] = "0"
     cmd = [os.path.join(ROOT, ".build", "release", "anchorkv-bench"), "sac", "--model", MODEL, "--context-tokens", str(args.context),
-           "--ratios", "5", "--repeats", str(args.repeats), "--threads", str(args.threads), "--json"]
+           "--ratios", "5", "--rank", str(args.rank), "--repeats", str(args.repeats), "--threads", str(args.threads), "--json"]
     rows = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True, env=env, cwd=ROOT).stdout)["rows"]
     tag = "bf16" if bf16 else "fp32"
     out = {}
@@ -79,6 +79,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--context", type=int, default=510, help="SAC context tokens (one window)")
     ap.add_argument("--llama-prompt", type=int, default=512)
+    ap.add_argument("--rank", type=int, default=16, help="LoRA rank of the random adapter (the shipped adapters' is 16)")
     ap.add_argument("--out", default="")
     args = ap.parse_args()
     for tool in ("llama-bench", "llama-quantize"):
@@ -106,7 +107,7 @@ def main():
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"measured": started, "cpu": cpu_name(), "threads": args.threads, "rounds": args.rounds, "repeats": args.repeats,
-                       "context_tokens": args.context, "llama_prompt": args.llama_prompt, "results": table, "rounds_raw": results,
+                       "context_tokens": args.context, "lora_rank": args.rank, "llama_prompt": args.llama_prompt, "results": table, "rounds_raw": results,
                        "peer": "llama.cpp from llama-cpp-python 0.3.16 sdist (llama-bench, GGML_NATIVE=ON)"}, f, indent=1)
 
 
