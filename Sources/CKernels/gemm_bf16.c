@@ -52,37 +52,27 @@ void akv_bf16_convert(const float *x, int64_t count, uint16_t *out) {
     for (int64_t i = done; i < count; i++) out[i] = to_bf16(x[i]);
 }
 
-// 8 rows x 32 columns a tile: 16 accumulators, 2 weight vectors and a broadcast stay in registers.
+// Up to 8 rows x 32 columns a tile: 16 accumulators, 2 weight vectors and a broadcast stay in
+// registers. `rows` is a constant in every call below (the switch), so each row count gets its
+// own unrolled copy; with a run-time count the accumulators would live on the stack.
 #define MR 8
 
-__attribute__((target("avx512f,avx512bf16")))
-static void tile(const uint32_t *a, int64_t rows, int64_t pairs, const uint16_t *bp,
-                 float *c, int64_t ldc, __mmask16 m0, __mmask16 m1, int accumulate) {
+__attribute__((target("avx512f,avx512bf16"), always_inline))
+static inline void tile(const uint32_t *a, const int rows, int64_t pairs, const uint16_t *bp,
+                        float *c, int64_t ldc, __mmask16 m0, __mmask16 m1, int accumulate) {
     __m512 acc[MR][2];
-    for (int r = 0; r < MR; r++) { acc[r][0] = _mm512_setzero_ps(); acc[r][1] = _mm512_setzero_ps(); }
-    if (rows == MR) {
-        for (int64_t p = 0; p < pairs; p++) {
-            const __m512bh b0 = (__m512bh)_mm512_loadu_si512(bp + p * 64);
-            const __m512bh b1 = (__m512bh)_mm512_loadu_si512(bp + p * 64 + 32);
+    for (int r = 0; r < rows; r++) { acc[r][0] = _mm512_setzero_ps(); acc[r][1] = _mm512_setzero_ps(); }
+    for (int64_t p = 0; p < pairs; p++) {
+        const __m512bh b0 = (__m512bh)_mm512_loadu_si512(bp + p * 64);
+        const __m512bh b1 = (__m512bh)_mm512_loadu_si512(bp + p * 64 + 32);
 #pragma GCC unroll 8
-            for (int r = 0; r < MR; r++) {
-                const __m512bh av = (__m512bh)_mm512_set1_epi32((int)a[r * pairs + p]);
-                acc[r][0] = _mm512_dpbf16_ps(acc[r][0], av, b0);
-                acc[r][1] = _mm512_dpbf16_ps(acc[r][1], av, b1);
-            }
-        }
-    } else {
-        for (int64_t p = 0; p < pairs; p++) {
-            const __m512bh b0 = (__m512bh)_mm512_loadu_si512(bp + p * 64);
-            const __m512bh b1 = (__m512bh)_mm512_loadu_si512(bp + p * 64 + 32);
-            for (int64_t r = 0; r < rows; r++) {
-                const __m512bh av = (__m512bh)_mm512_set1_epi32((int)a[r * pairs + p]);
-                acc[r][0] = _mm512_dpbf16_ps(acc[r][0], av, b0);
-                acc[r][1] = _mm512_dpbf16_ps(acc[r][1], av, b1);
-            }
+        for (int r = 0; r < rows; r++) {
+            const __m512bh av = (__m512bh)_mm512_set1_epi32((int)a[r * pairs + p]);
+            acc[r][0] = _mm512_dpbf16_ps(acc[r][0], av, b0);
+            acc[r][1] = _mm512_dpbf16_ps(acc[r][1], av, b1);
         }
     }
-    for (int64_t r = 0; r < rows; r++) {
+    for (int r = 0; r < rows; r++) {
         float *o = c + r * ldc;
         if (accumulate) {
             acc[r][0] = _mm512_add_ps(acc[r][0], _mm512_maskz_loadu_ps(m0, o));
@@ -90,6 +80,21 @@ static void tile(const uint32_t *a, int64_t rows, int64_t pairs, const uint16_t 
         }
         _mm512_mask_storeu_ps(o, m0, acc[r][0]);
         if (m1) _mm512_mask_storeu_ps(o + 16, m1, acc[r][1]);
+    }
+}
+
+__attribute__((target("avx512f,avx512bf16")))
+static void tile_rows(const uint32_t *a, int64_t rows, int64_t pairs, const uint16_t *bp,
+                      float *c, int64_t ldc, __mmask16 m0, __mmask16 m1, int accumulate) {
+    switch (rows) {
+    case 1: tile(a, 1, pairs, bp, c, ldc, m0, m1, accumulate); break;
+    case 2: tile(a, 2, pairs, bp, c, ldc, m0, m1, accumulate); break;
+    case 3: tile(a, 3, pairs, bp, c, ldc, m0, m1, accumulate); break;
+    case 4: tile(a, 4, pairs, bp, c, ldc, m0, m1, accumulate); break;
+    case 5: tile(a, 5, pairs, bp, c, ldc, m0, m1, accumulate); break;
+    case 6: tile(a, 6, pairs, bp, c, ldc, m0, m1, accumulate); break;
+    case 7: tile(a, 7, pairs, bp, c, ldc, m0, m1, accumulate); break;
+    default: tile(a, 8, pairs, bp, c, ldc, m0, m1, accumulate); break;
     }
 }
 
@@ -104,7 +109,7 @@ int akv_gemm_bf16(const uint16_t *a, int64_t rows, int64_t k, const uint16_t *pa
         const __mmask16 m1 = left >= 32 ? 0xffff : left > 16 ? (__mmask16)((1u << (left - 16)) - 1) : 0;
         const uint16_t *bp = packed + b * pairs * 64;
         for (int64_t m = 0; m < rows; m += MR) {
-            tile((const uint32_t *)(a + m * k), rows - m < MR ? rows - m : MR, pairs, bp, c + m * ldc + n0, ldc, m0, m1, accumulate);
+            tile_rows((const uint32_t *)(a + m * k), rows - m < MR ? rows - m : MR, pairs, bp, c + m * ldc + n0, ldc, m0, m1, accumulate);
         }
     }
     return 1;
