@@ -22,7 +22,7 @@ struct ModelOptions: ParsableArguments {
 
 /// --store, shared by the store commands.
 struct StoreOptions: ParsableArguments {
-    @Option(name: .long, help: "Store folder (default: $ANCHORKV_STORE, the config file's store, data/store).") var store: String?
+    @Option(name: .long, help: "Store: a folder, or redis://HOST:PORT[,HOST:PORT...]/NAME for a Redis Cluster (default: $ANCHORKV_STORE, the config file's store, data/store).") var store: String?
 }
 
 /// --ratio, --adapter and --no-adapter: which SAC encoder a command uses.
