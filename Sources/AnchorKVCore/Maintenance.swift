@@ -59,9 +59,15 @@ extension KnowledgeService {
     /// An age (30d, 12h, 90m, 45s) before `now`, or an ISO 8601 date.
     public static func parseAge(_ s: String, now: Date = Date()) throws(CoreError) -> Date {
         if let d = ISO8601DateFormatter().date(from: s) { return d }
-        let units: [Character: Double] = ["d": 86400, "h": 3600, "m": 60, "s": 1]
-        if let u = s.last, let mult = units[u], let n = Double(s.dropLast()), n >= 0, n.isFinite { return now.addingTimeInterval(-n * mult) }
+        if let seconds = seconds(ofAge: s) { return now.addingTimeInterval(-seconds) }
         throw .invalidInput("an age is like 30d, 12h, 90m or 45s, or an ISO 8601 date, not '\(s)'")
+    }
+
+    /// Seconds in "30d", "12h", "90m" or "45s"; nil when `s` is not one of those.
+    static func seconds(ofAge s: String) -> Double? {
+        let units: [Character: Double] = ["d": 86400, "h": 3600, "m": 60, "s": 1]
+        guard let u = s.last, let mult = units[u], let n = Double(s.dropLast()), n >= 0, n.isFinite else { return nil }
+        return n * mult
     }
 
     // MARK: sweep
@@ -77,10 +83,7 @@ extension KnowledgeService {
 
     /// An age (30d, 12h, 90m, 45s) as a duration.
     public static func parseDuration(_ s: String) throws(CoreError) -> Duration {
-        let units: [Character: Double] = ["d": 86400, "h": 3600, "m": 60, "s": 1]
-        if let u = s.last, let mult = units[u], let n = Double(s.dropLast()), n >= 0, n.isFinite, n * mult < 1e12 {
-            return .milliseconds(Int64((n * mult * 1000).rounded()))
-        }
+        if let seconds = seconds(ofAge: s), seconds < 1e12 { return .milliseconds(Int64((seconds * 1000).rounded())) }
         throw .invalidInput("a duration is like 1h, 90m or 45s, not '\(s)'")
     }
 

@@ -316,8 +316,7 @@ public final class RedisDocumentStore: DocumentStore {
     public func compactStorage() {}
 
     public func sweep(olderThan: Duration, dryRun: Bool) throws -> SweepReport {
-        let report = try blocking { try await self.store.sweep(olderThan: olderThan, dryRun: dryRun) }
-        return report
+        try blocking { try await self.store.sweep(olderThan: olderThan, dryRun: dryRun) }
     }
 
     public func stats(logicalBytes: Bool, snapshot: (any StoreSnapshot)?) throws -> StoreStats {

@@ -131,15 +131,19 @@ public final class RedisStore: Sendable {
 
     /// Every visible document, in id order (the catalogue, checked against each manifest).
     public func documents() async throws -> [DocumentRecord] {
-        let raw = try await client.run([Array("HGETALL".utf8), keys.catalogue], slot: keys.kbSlot, readOnly: true)
-        guard case .array(let items?) = raw, items.count % 2 == 0 else { throw RedisError.protocolError("HGETALL answered \(raw)") }
-        var ids: [(String, String)] = []
-        for i in stride(from: 0, to: items.count, by: 2) {
-            guard case .bulkString(let k?) = items[i], case .bulkString(let v?) = items[i + 1] else { continue }
-            ids.append((String(decoding: k, as: UTF8.self), String(decoding: v, as: UTF8.self)))
-        }
-        let found = try await manifests(tags: ids.map(\.1))
+        let ids = try await catalogueEntries(readOnly: true)
+        let found = try await manifests(tags: ids.map(\.tag))
         return ids.compactMap { id, tag in found[tag].flatMap { $0.record.id == id ? $0.record : nil } }.sorted { $0.id < $1.id }
+    }
+
+    /// The catalogue as stored: id and document tag of every entry (`readOnly`: a replica may answer).
+    func catalogueEntries(readOnly: Bool) async throws -> [(id: String, tag: String)] {
+        let raw = try await client.run([Array("HGETALL".utf8), keys.catalogue], slot: keys.kbSlot, readOnly: readOnly)
+        guard case .array(let items?) = raw, items.count % 2 == 0 else { throw RedisError.protocolError("HGETALL answered \(raw)") }
+        return stride(from: 0, to: items.count, by: 2).compactMap { i in
+            guard case .bulkString(let k?) = items[i], case .bulkString(let v?) = items[i + 1] else { return nil }
+            return (String(decoding: k, as: UTF8.self), String(decoding: v, as: UTF8.self))
+        }
     }
 
     /// Manifests of many documents, fetched concurrently (each lives in its own slot).

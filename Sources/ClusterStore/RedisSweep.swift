@@ -59,7 +59,7 @@ extension RedisStore {
                 }
             } while cursor != "0"
         }
-        let catalogue = try await catalogueEntries()
+        let catalogue = try await catalogueEntries(readOnly: false)
         let named = try await manifests(tags: Array(Set(versions.keys).union(catalogue.map(\.tag))))
 
         // Versions no manifest names, idle for the grace.
@@ -174,16 +174,6 @@ extension RedisStore {
         let parts = field.split(separator: UInt8(ascii: ":"))
         guard parts.count == 3, let n = UInt64(String(decoding: parts[1], as: UTF8.self)) else { return nil }
         return VersionID(tag: String(decoding: parts[0], as: UTF8.self), number: n)
-    }
-
-    /// The catalogue as stored: id and document tag of every entry.
-    func catalogueEntries() async throws -> [(id: String, tag: String)] {
-        let raw = try await client.run([Array("HGETALL".utf8), keys.catalogue], slot: keys.kbSlot)
-        guard case .array(let items?) = raw, items.count % 2 == 0 else { throw RedisError.protocolError("HGETALL answered \(raw)") }
-        return stride(from: 0, to: items.count, by: 2).compactMap { i in
-            guard case .bulkString(let k?) = items[i], case .bulkString(let v?) = items[i + 1] else { return nil }
-            return (String(decoding: k, as: UTF8.self), String(decoding: v, as: UTF8.self))
-        }
     }
 
     /// Whether any key of the document exists (its slot's keys, asked of the slot's master).

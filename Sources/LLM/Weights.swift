@@ -17,7 +17,7 @@ public final class Linear: Sendable {
     /// [out, in] fp32, or nil when only quantized rows are kept (the LM head).
     public let weight: FloatBuffer?
     public let quantized: QuantizedRows?
-    /// W packed for akv_gemm_bf16 (32-column blocks of bf16 pairs), when BF16 prefill is on.
+    /// W packed for akv_gemm_bf16 (32-column blocks of bf16 pairs), where the CPU has AVX512_BF16.
     let bf16: ByteBuffer?
 
     public init(outFeatures: Int, inFeatures: Int, weight: FloatBuffer?, quantized: QuantizedRows?) {

@@ -185,9 +185,9 @@ public actor RedisClusterClient {
             if let askTarget { node = askTarget } else {
                 do {
                     if let r = try await currentTopology().range(of: slot) { node = route(r, readOnly: readOnly) }
-                } catch let e as RedisError {
-                    if case .authenticationFailed = e { throw e }
-                    lastError = e
+                } catch {
+                    if case .authenticationFailed? = error as? RedisError { throw error }
+                    lastError = error
                 }
             }
             if let node {

@@ -231,7 +231,7 @@ final class RedisStoreTests: XCTestCase {
         XCTAssertEqual(after.postings, before.postings - leftoverPostings)
         fixed = try await store.lexStats()
         XCTAssertEqual(fixed, countersWhole)
-        let catalogue = try await store.catalogueEntries().map(\.id).sorted()
+        let catalogue = try await store.catalogueEntries(readOnly: false).map(\.id).sorted()
         XCTAssertEqual(catalogue, visible.map(\.id))
         let listed = try await store.documents()
         XCTAssertEqual(listed, visible)
