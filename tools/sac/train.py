@@ -860,6 +860,40 @@ class Trainer:
               f"({st['examples']} examples, {elapsed() / 3600:.2f} h); resume with --resume", flush=True)
 
 
+def export_checkpoint(a):
+    """--export-only: the adapter (and its config, loss and dev CSVs) from OUT/ckpt.pt, without the
+    training data: ships a run's latest checkpoint on a machine that cannot make the data."""
+    ckpt = os.path.join(a.out, "ckpt.pt")
+    if not os.path.exists(ckpt):
+        raise SystemExit(f"{ckpt}: no checkpoint to export")
+    if not a.export:
+        raise SystemExit("--export-only needs --export PATH")
+    ck = torch.load(ckpt, weights_only=False)
+    cfg, st = ck["config"], ck["state"]
+    facts = model_facts(a.model)
+    fingerprint = model_fingerprint(a.model, facts)
+    if cfg.get("base_model") != fingerprint:
+        raise SystemExit(f"{ckpt} was trained on base model {cfg.get('base_model')}, --model is {fingerprint}")
+    for k in ("full_ft", "ratio", "rank", "lora_scale", "bos_id", "eos_id"):
+        setattr(a, k, cfg[k])
+    base = Base(a.model, "cpu", torch.float32)
+    tr = Trainable(base, a.rank, a.lora_scale, None if a.full_ft else a.ratio, a.seed, role_std=a.role_init_std)
+    if len(ck["params"]) != len(tr.params()):
+        raise SystemExit(f"{ckpt}: {len(ck['params'])} tensors, this trainer has {len(tr.params())}")
+    tr.load(ck["params"])
+    name = "fullft" if a.full_ft else f"r{a.ratio}"
+    src = (f"tools/sac/train.py {name} rank {a.rank}; stage {st['stage']} step {st['step']} "
+           f"({st['examples']} examples); {'final' if st.get('done') else 'checkpoint'}; "
+           f"data tools/data/prepare_qa.py (quoref+drop train split, shakespeare)")
+    export(a.export, base, tr, a, facts, fingerprint, src)
+    stem = a.export[: -len(".safetensors")] if a.export.endswith(".safetensors") else a.export
+    with open(stem + ".json", "w") as f:
+        json.dump(dict(cfg, progress=st), f, indent=1)
+    for part in ("loss", "dev"):
+        shutil.copyfile(os.path.join(a.out, f"{part}.csv"), f"{stem}.{part}.csv")
+    print(f"[{name}] exported {ckpt} (stage {st['stage']} step {st['step']}, {st['examples']} examples) to {a.export}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = ap.add_mutually_exclusive_group(required=True)
@@ -913,10 +947,14 @@ def main():
     ap.add_argument("--out", required=True, help="run directory (ckpt.pt, loss.csv, dev.csv, config.json)")
     ap.add_argument("--export", help="adapter path (.safetensors); config, loss and dev CSVs are copied next to it")
     ap.add_argument("--resume", action="store_true", help="continue from OUT/ckpt.pt where it exists")
+    ap.add_argument("--export-only", action="store_true", help="write --export from OUT/ckpt.pt and stop (no data needed)")
     ap.add_argument("--log-every", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     torch.manual_seed(args.seed)
+    if args.export_only:
+        export_checkpoint(args)
+        return
     Trainer(args).run()
 
 
