@@ -205,7 +205,7 @@ public final class InferenceSession {
             result.hidden = Array(UnsafeBufferPointer(start: h, count: n * H))
             if options.computeLogits {
                 var logits = [Float](repeating: 0, count: n * c.vocabSize)
-                logits.withUnsafeMutableBufferPointer { w.lmHead.apply(h, rows: n, out: $0.baseAddress!, integerDot: false, bf16: options.bf16Prefill) }
+                logits.withUnsafeMutableBufferPointer { w.lmHead.apply(h, rows: n, out: $0.baseAddress!, integerDot: options.integerDecode, bf16: options.bf16Prefill) }
                 result.logits = logits
             }
         }
@@ -328,7 +328,7 @@ extension InferenceSession {
         }
         Kernels.rmsNorm(x, weight: w.outputNorm.pointer, out: h, rows: B, n: H, eps: c.rmsNormEps)
         let logits = FloatBuffer(count: B * c.vocabSize, zeroed: false)
-        w.lmHead.applyIndependentRows(h, rows: B, out: logits.pointer, integerDot: false)
+        w.lmHead.applyIndependentRows(h, rows: B, out: logits.pointer)
         return (0..<B).map { Array(UnsafeBufferPointer(start: logits.pointer + $0 * c.vocabSize, count: c.vocabSize)) }
     }
 }
@@ -441,7 +441,7 @@ extension InferenceSession {
         }
         Kernels.rmsNorm(x, weight: w.outputNorm.pointer, out: h, rows: S, n: H, eps: c.rmsNormEps)
         let logits = FloatBuffer(count: S * c.vocabSize, zeroed: false)
-        w.lmHead.applyIndependentRows(h, rows: S, out: logits.pointer, integerDot: false)
+        w.lmHead.applyIndependentRows(h, rows: S, out: logits.pointer)
         return (0..<S).map { Array(UnsafeBufferPointer(start: logits.pointer + $0 * c.vocabSize, count: c.vocabSize)) }
     }
 }

@@ -19,6 +19,9 @@ public final class Linear: Sendable {
     public let quantized: QuantizedRows?
     /// W packed for akv_gemm_bf16 (32-column blocks of bf16 pairs), where the CPU has AVX512_BF16.
     let bf16: ByteBuffer?
+    /// Q4_1 / Q8_0 rows interleaved 8 at a time for the decode kernels (akv_q4x8.h): single
+    /// tokens and batched steps both go through them, with the integer decode path on.
+    let interleaved: (format: Kernels.InterleavedFormat, packed: ByteBuffer)?
 
     public init(outFeatures: Int, inFeatures: Int, weight: FloatBuffer?, quantized: QuantizedRows?) {
         precondition(weight != nil || quantized != nil)
@@ -33,12 +36,29 @@ public final class Linear: Sendable {
         } else {
             bf16 = nil
         }
+        if let q = quantized, Kernels.integerDecode, Kernels.interleavedDecode,
+           let format = Kernels.InterleavedFormat(ggmlType: q.type),
+           let bytes = Kernels.interleavedBytes(format, rows: outFeatures, cols: inFeatures) {
+            let packed = ByteBuffer(count: bytes)
+            interleaved = Kernels.interleave(format, rows: outFeatures, cols: inFeatures, source: q.storage.pointer,
+                                             rowBytes: q.rowBytes, into: packed.pointer) ? (format, packed) : nil
+        } else {
+            interleaved = nil
+        }
     }
 
     /// out[rows, outFeatures] = x[rows, inFeatures] W^T  (+ out when accumulate). `bf16`: several
     /// rows go through the BF16 kernel when the weights were packed for it (else fp32 sgemm).
     public func apply(_ x: UnsafePointer<Float>, rows: Int, out: UnsafeMutablePointer<Float>, accumulate: Bool = false,
                       integerDot: Bool = Kernels.integerDecode, bf16 useBF16: Bool = Kernels.bf16Prefill) {
+        if integerDot, let (format, packed) = interleaved, rows == 1 || weight == nil {
+            // Every row at once: each row's result is the same as alone.
+            let tmp = accumulate ? FloatBuffer(count: rows * outFeatures, zeroed: false) : nil
+            let y = tmp?.pointer ?? out
+            Kernels.gemmInterleaved(format, packed: packed.pointer, rows: outFeatures, cols: inFeatures, n: rows, x: x, y: y)
+            if let tmp { for i in 0..<(rows * outFeatures) { out[i] += tmp.pointer[i] } }
+            return
+        }
         if rows == 1 || weight == nil {
             let tmp = accumulate ? FloatBuffer(count: outFeatures, zeroed: false) : nil
             for r in 0..<rows {
@@ -93,8 +113,10 @@ public final class Linear: Sendable {
             let tmp = accumulate ? FloatBuffer(count: rows * outFeatures, zeroed: false) : nil
             let done = withExtendedLifetime(tmp) {
                 let y = tmp?.pointer ?? out
-                guard Kernels.gemmQuantizedRows(type: q.type, weights: q.storage.pointer, rowBytes: q.rowBytes, rows: outFeatures,
-                                                cols: inFeatures, n: rows, x: x, y: y, integerDot: integerDot) else { return false }
+                if integerDot, let (format, packed) = interleaved {
+                    Kernels.gemmInterleaved(format, packed: packed.pointer, rows: outFeatures, cols: inFeatures, n: rows, x: x, y: y)
+                } else if !Kernels.gemmQuantizedRows(type: q.type, weights: q.storage.pointer, rowBytes: q.rowBytes, rows: outFeatures,
+                                                cols: inFeatures, n: rows, x: x, y: y, integerDot: integerDot) { return false }
                 // As the single-row path: the product first, then added to what `out` holds.
                 if accumulate { for i in 0..<(rows * outFeatures) { out[i] += y[i] } }
                 return true

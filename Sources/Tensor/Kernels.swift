@@ -97,6 +97,80 @@ public enum Kernels {
         return true
     }
 
+    /// Whether Q4_1 and Q8_0 weights are interleaved 8 rows at a time for decode (akv_q4x8.h;
+    /// ~90 MB more for SmolLM2). ANCHORKV_INTERLEAVED=0 keeps the row-at-a-time kernels (for
+    /// benchmark comparisons).
+    public static let interleavedDecode: Bool = {
+        guard let v = getenv("ANCHORKV_INTERLEAVED") else { return true }
+        return String(cString: v) != "0"
+    }()
+
+    /// Whether the interleaved Q4_1 decode kernels use vpdpwssd (AVX512_VNNI with AVX512VL,
+    /// checked at run time; ANCHORKV_VNNI=0 turns it off). Either way the integers, and so the
+    /// results, are the same; VNNI only takes fewer instructions.
+    public static let vnniAvailable: Bool = {
+        if let v = getenv("ANCHORKV_VNNI"), String(cString: v) == "0" { return false }
+        return akv_q4x8_vnni_supported() != 0
+    }()
+
+    /// Quantized weights interleaved 8 rows at a time for the decode kernels (akv_q4x8.h).
+    public enum InterleavedFormat: Sendable {
+        case q4_1, q8_0
+
+        /// The format for a ggml type, where there is a kernel for it.
+        public init?(ggmlType: UInt32) {
+            switch ggmlType {
+            case 3: self = .q4_1
+            case 8: self = .q8_0
+            default: return nil
+            }
+        }
+    }
+
+    /// Bytes of W [rows, cols] interleaved, or nil when the shape does not allow it (rows % 8, cols % 32).
+    public static func interleavedBytes(_ format: InterleavedFormat, rows: Int, cols: Int) -> Int? {
+        guard rows % 8 == 0, cols % 32 == 0, rows > 0 else { return nil }
+        switch format {
+        case .q4_1: return Int(akv_q4x8_packed_bytes(Int64(rows), Int64(cols)))
+        case .q8_0: return Int(akv_q8x8_packed_bytes(Int64(rows), Int64(cols)))
+        }
+    }
+
+    /// Interleaves ggml rows (stride rowBytes) into `packed` (interleavedBytes long).
+    public static func interleave(_ format: InterleavedFormat, rows: Int, cols: Int, source: UnsafeRawPointer, rowBytes: Int,
+                                  into packed: UnsafeMutableRawPointer) -> Bool {
+        switch format {
+        case .q4_1: return akv_q4x8_pack(source, Int64(rowBytes), Int64(rows), Int64(cols), packed) == 0
+        case .q8_0: return akv_q8x8_pack(source, Int64(rowBytes), Int64(rows), Int64(cols), packed) == 0
+        }
+    }
+
+    /// y[i, :] = W x[i, :] for `n` activation rows over interleaved weights: the decode path,
+    /// alone (n = 1) and batched alike. Activations are rounded to int16 blocks
+    /// (akv_quantize_q16); each row's result depends on that row alone, so a batched step
+    /// answers exactly as the sequence alone.
+    public static func gemmInterleaved(_ format: InterleavedFormat, packed: UnsafeRawPointer, rows: Int, cols: Int, n: Int,
+                                       x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, useVNNI: Bool = vnniAvailable) {
+        precondition(rows % 8 == 0 && cols % 32 == 0 && n >= 1)
+        let nb = cols / 32
+        let vnni: Int32 = useVNNI && vnniAvailable ? 1 : 0
+        withUnsafeTemporaryAllocation(of: Int16.self, capacity: n * cols) { xq in
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * n * nb) { scales in
+                let xd = scales.baseAddress!, xsum = xd + n * nb
+                for i in 0..<n { akv_quantize_q16(x + i * cols, Int64(cols), xq.baseAddress! + i * cols, xd + i * nb, xsum + i * nb) }
+                let q = UnsafePointer(xq.baseAddress!), d = UnsafePointer(xd), s = UnsafePointer(xsum)
+                Parallel.forRanges(rows / 8, minPerWorker: 8) { g in
+                    switch format {
+                    case .q4_1:
+                        _ = akv_gemm_q4x8_q16(packed, Int64(n), q, d, s, y, Int64(rows), Int64(cols), Int64(g.lowerBound), Int64(g.upperBound), vnni)
+                    case .q8_0:
+                        _ = akv_gemm_q8x8_q16(packed, Int64(n), q, d, y, Int64(rows), Int64(cols), Int64(g.lowerBound), Int64(g.upperBound), vnni)
+                    }
+                }
+            }
+        }
+    }
+
     /// y[rows] = W[rows, cols] x for fp32 weights with row stride ld.
     public static func gemv(weights: UnsafePointer<Float>, ld: Int, rows: Int, cols: Int,
                             x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {

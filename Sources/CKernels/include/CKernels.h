@@ -4,3 +4,4 @@
 #include "akv_dequant.h"
 #include "akv_pool.h"
 #include "akv_gemm_bf16.h"
+#include "akv_q4x8.h"
