@@ -94,12 +94,14 @@ public final class SACDecoder: Sendable {
         return (q, options.positions!, options)
     }
 
-    /// Logits of every row of the first block (for tests and evaluation).
-    public func firstBlockLogits(_ context: CompressedContext, question: String) throws -> [Float] {
+    /// Logits of every row of the first block (for tests and evaluation). `exactDecode`: the LM
+    /// head reads fp32 activations instead of the int16 decode kernels.
+    public func firstBlockLogits(_ context: CompressedContext, question: String, exactDecode: Bool = false) throws -> [Float] {
         let block = firstBlock(question: question, contextLength: context.contextLength)
         let session = try load(context, extraCapacity: block.tokens.count)
         var options = block.options
         options.output = .all
+        if exactDecode { options.integerDecode = false }
         return try session.forward(block.tokens, options: options).logits
     }
 

@@ -25,7 +25,7 @@ final class SACPipelineTests: XCTestCase {
         XCTAssertEqual(ctx.positions, (1...ctx.contextLength).map { Int32($0) })
         let decoder = try SACDecoder(model: model, adapter: nil)
         let question = "Who designed the current lighthouse?"
-        let logits = try decoder.firstBlockLogits(ctx, question: question)
+        let logits = try decoder.firstBlockLogits(ctx, question: question, exactDecode: true)  // fp32 LM head, as below
 
         // The same tokens through one ordinary causal pass at positions 1...
         let all = encoder.contextTokens(text) + decoder.layout.questionTokens(question, model: model)
