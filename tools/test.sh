@@ -22,9 +22,14 @@ for t in tools/*/test_*.py; do
 done
 # One plain closing line for CI: XCTest's totals (the last "Executed" line is the sum over all
 # suites), since swift test's final Swift Testing line counts only Swift Testing tests (none here).
-summary=$(grep -E "Executed [0-9]+ tests, with [0-9]+ failures" /tmp/anchorkv-swift-test.log | tail -1)
-total=$(sed -E 's/.*Executed ([0-9]+) tests, with ([0-9]+) failures.*/\1/' <<<"$summary")
-failed=$(sed -E 's/.*Executed ([0-9]+) tests, with ([0-9]+) failures.*/\2/' <<<"$summary")
+# The line reads "Executed N tests, with F failures", or "... with S tests skipped and F failures"
+# when a test was skipped (the BF16 checks on a CPU without AVX512_BF16).
+pattern='Executed ([0-9]+) tests?, with (([0-9]+) tests? skipped and )?([0-9]+) failures?'
+summary=$(grep -E "$pattern" /tmp/anchorkv-swift-test.log | tail -1)
+total=$(sed -E "s/.*$pattern.*/\\1/" <<<"$summary")
+skipped=$(sed -E "s/.*$pattern.*/\\3/" <<<"$summary")
+failed=$(sed -E "s/.*$pattern.*/\\4/" <<<"$summary")
+skipped=${skipped:-0}
 [ -n "$total" ] && [ "$total" -gt 0 ] || { echo "no XCTest tests were executed" >&2; exit 1; }
 echo "all tests passed" >&2
-echo "$((total - failed)) passed, $failed failed"
+echo "$((total - failed - skipped)) passed, $failed failed, $skipped skipped"
