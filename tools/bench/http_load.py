@@ -302,6 +302,11 @@ def main():
         sys.exit("--clients must be 1..64 and --duration 0..600 s")
     if a.port and a.compare_batching:
         sys.exit("--compare-batching starts its own servers; leave out --port")
+    if a.plot:
+        try:  # checked before minutes of load, not after
+            import matplotlib  # noqa: F401
+        except ImportError:
+            sys.exit("--plot needs matplotlib: `python3 -m pip install matplotlib`, or run with a Python that has it (e.g. the repo's .venv)")
     ingest_modes = [False, True] if a.both_ingest else [not a.no_ingest]
     rows, exit_codes = [], []
     for batching in ([True, False] if a.compare_batching else [None]):
