@@ -1,4 +1,4 @@
-// Q4_1 decode products, 8 weight rows interleaved (see akv_q4x8.h). The VNNI variant carries
+// Q4_1 and Q8_0 decode products, 8 weight rows interleaved (see akv_q4x8.h). The VNNI variant carries
 // its own target attribute, so the library stays AVX2 and runs on any x86-64-v3 CPU.
 #include "akv_q4x8.h"
 #include <immintrin.h>
@@ -86,12 +86,11 @@ static inline __attribute__((always_inline)) __m256i pair_dot_vnni(__m256i acc, 
                 }                                                                                             \
             }                                                                                                 \
             const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk));                          \
+            const __m256 m = HAS_MIN ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + 16))) : d;     \
             for (int i = 0; i < N; i++) {                                                                     \
                 const __m256i si = _mm256_add_epi32(s[i][0], s[i][1]);                                        \
                 acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(si), _mm256_mul_ps(d, _mm256_set1_ps(xd[i][b])), acc[i]); \
-                if (HAS_MIN)                                                                                  \
-                    acc[i] = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + 16))),   \
-                                             _mm256_set1_ps(xs[i][b]), acc[i]);                               \
+                if (HAS_MIN) acc[i] = _mm256_fmadd_ps(m, _mm256_set1_ps(xs[i][b]), acc[i]);                  \
             }                                                                                                 \
         }                                                                                                     \
         for (int i = 0; i < N; i++) _mm256_storeu_ps(out[i], acc[i]);                                         \

@@ -51,12 +51,8 @@ public final class Linear: Sendable {
     /// rows go through the BF16 kernel when the weights were packed for it (else fp32 sgemm).
     public func apply(_ x: UnsafePointer<Float>, rows: Int, out: UnsafeMutablePointer<Float>, accumulate: Bool = false,
                       integerDot: Bool = Kernels.integerDecode, bf16 useBF16: Bool = Kernels.bf16Prefill) {
-        if integerDot, let (format, packed) = interleaved, rows == 1 || weight == nil {
-            // Every row at once: each row's result is the same as alone.
-            let tmp = accumulate ? FloatBuffer(count: rows * outFeatures, zeroed: false) : nil
-            let y = tmp?.pointer ?? out
-            Kernels.gemmInterleaved(format, packed: packed.pointer, rows: outFeatures, cols: inFeatures, n: rows, x: x, y: y)
-            if let tmp { for i in 0..<(rows * outFeatures) { out[i] += tmp.pointer[i] } }
+        if integerDot, interleaved != nil, rows == 1 || weight == nil {
+            applyInterleaved(x, rows: rows, out: out, accumulate: accumulate)
             return
         }
         if rows == 1 || weight == nil {
@@ -109,14 +105,16 @@ public final class Linear: Sendable {
     /// read once for all of them.
     public func applyIndependentRows(_ x: UnsafePointer<Float>, rows: Int, out: UnsafeMutablePointer<Float>, accumulate: Bool = false,
                                      integerDot: Bool = Kernels.integerDecode) {
+        if integerDot, interleaved != nil {
+            applyInterleaved(x, rows: rows, out: out, accumulate: accumulate)
+            return
+        }
         if rows > 1, let q = quantized {
             let tmp = accumulate ? FloatBuffer(count: rows * outFeatures, zeroed: false) : nil
             let done = withExtendedLifetime(tmp) {
                 let y = tmp?.pointer ?? out
-                if integerDot, let (format, packed) = interleaved {
-                    Kernels.gemmInterleaved(format, packed: packed.pointer, rows: outFeatures, cols: inFeatures, n: rows, x: x, y: y)
-                } else if !Kernels.gemmQuantizedRows(type: q.type, weights: q.storage.pointer, rowBytes: q.rowBytes, rows: outFeatures,
-                                                cols: inFeatures, n: rows, x: x, y: y, integerDot: integerDot) { return false }
+                guard Kernels.gemmQuantizedRows(type: q.type, weights: q.storage.pointer, rowBytes: q.rowBytes, rows: outFeatures,
+                                                cols: inFeatures, n: rows, x: x, y: y, integerDot: integerDot) else { return false }
                 // As the single-row path: the product first, then added to what `out` holds.
                 if accumulate { for i in 0..<(rows * outFeatures) { out[i] += y[i] } }
                 return true
@@ -124,6 +122,18 @@ public final class Linear: Sendable {
             if done { return }
         }
         for r in 0..<rows { apply(x + r * inFeatures, rows: 1, out: out + r * outFeatures, accumulate: accumulate, integerDot: integerDot) }
+    }
+
+    /// All `rows` through the interleaved decode kernels at once (each row's result is what it
+    /// gets alone); with `accumulate`, the product first, then added to what `out` holds.
+    private func applyInterleaved(_ x: UnsafePointer<Float>, rows: Int, out: UnsafeMutablePointer<Float>, accumulate: Bool) {
+        guard let (format, packed) = interleaved else { preconditionFailure("no interleaved weights") }
+        let tmp = accumulate ? FloatBuffer(count: rows * outFeatures, zeroed: false) : nil
+        withExtendedLifetime(tmp) {
+            let y = tmp?.pointer ?? out
+            Kernels.gemmInterleaved(format, packed: packed.pointer, rows: outFeatures, cols: inFeatures, n: rows, x: x, y: y)
+            if accumulate { for i in 0..<(rows * outFeatures) { out[i] += y[i] } }
+        }
     }
 
     /// Fallback for quantized types without a decode kernel: dequantize row by row.

