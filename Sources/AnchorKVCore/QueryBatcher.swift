@@ -18,6 +18,8 @@ public final class QueryBatcher: Sendable {
         let condition = NSCondition()
         var joining: [Entry] = []
         var stopped = false
+        /// Set by the decode thread after it let go of every question it held.
+        var exited = false
         var steps = 0
         var stepSizeTotal = 0
         var largestBatch = 0
@@ -41,7 +43,13 @@ public final class QueryBatcher: Sendable {
         self.service = service
         self.onStep = onStep
         let shared = self.shared, onStep = self.onStep
-        let t = Thread { Self.decodeLoop(shared, onStep: onStep) }
+        let t = Thread {
+            Self.decodeLoop(shared, onStep: onStep)
+            shared.condition.lock()
+            shared.exited = true
+            shared.condition.broadcast()
+            shared.condition.unlock()
+        }
         t.name = "anchorkv-decode"
         t.stackSize = 8 << 20
         t.start()
@@ -51,6 +59,18 @@ public final class QueryBatcher: Sendable {
         shared.condition.lock()
         shared.stopped = true
         shared.condition.signal()
+        shared.condition.unlock()
+    }
+
+    /// Finishes the questions in flight, stops the decode thread and waits until it has let go of
+    /// them. Call it before the process exits: the last reference to a question can be the one
+    /// that closes the store, and closing RocksDB on that thread while `exit` runs the libraries'
+    /// destructors crashes the process (seen as a SIGSEGV after the last answer was printed).
+    public func shutdown() {
+        shared.condition.lock()
+        shared.stopped = true
+        shared.condition.broadcast()
+        while !shared.exited { shared.condition.wait() }
         shared.condition.unlock()
     }
 
@@ -73,7 +93,7 @@ public final class QueryBatcher: Sendable {
             return
         }
         shared.joining.append(Entry(q, onToken: onToken, done: done))
-        shared.condition.signal()
+        shared.condition.broadcast()
         shared.condition.unlock()
     }
 

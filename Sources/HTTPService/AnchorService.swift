@@ -150,6 +150,10 @@ public final class AnchorService: Sendable {
         public var stopped: String?
     }
 
+    /// Stops the shared decode thread after the server drained, before the process exits
+    /// (see `QueryBatcher.shutdown`).
+    public func stopDecoding() { batcher?.shutdown() }
+
     // MARK: status
 
     public var uptimeSeconds: Double { (ContinuousClock.now - started).seconds }

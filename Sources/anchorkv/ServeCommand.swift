@@ -80,6 +80,7 @@ struct ServeCommand: AsyncParsableCommand {
         groupConfig.maximumGracefulShutdownDuration = .nanoseconds(Int64(sc.shutdownGrace * 1e9))
         groupConfig.maximumCancellationDuration = .seconds(5)
         try await ServiceGroup(configuration: groupConfig).run()
+        service.stopDecoding()
         logger.info("stopped")
     }
 }

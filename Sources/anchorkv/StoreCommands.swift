@@ -178,6 +178,7 @@ struct QueryCommand: ParsableCommand {
             }
         }
         printReady(wait: true)
+        batcher.shutdown()
         let seconds = (ContinuousClock.now - t0).seconds
         StandardError.write(String(format: "answered %d questions in %.1f s (%.2f s each, the model loaded once)%@\n", list.count, seconds,
                                    seconds / Double(list.count), firstFailure == nil ? "" : "; some failed"))

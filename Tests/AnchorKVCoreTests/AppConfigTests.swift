@@ -156,7 +156,7 @@ final class RunFromAnyFolderTests: XCTestCase {
         let many = try runCLI(binary, ["query", "--store", store, "--questions", "q.txt", "--max-tokens", "3", "--json"], in: dir, environment: env)
         XCTAssertEqual(many.status, 1, many.err)
         let lines = many.out.split(separator: "\n").map { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
-        XCTAssertEqual(lines.count, 3, many.out)
+        guard lines.count == 3 else { return XCTFail("expected 3 JSON lines, got \(lines.count) (status \(many.status)): \(many.out)\n\(many.err)") }
         XCTAssertEqual(lines.map { $0?["question"] as? String }, ["Do colonies have one queen?", "zzqx qqxz", "Where do honey bees live?"])
         XCTAssertNotNil((lines[0]?["result"] as? [String: Any])?["answer"])
         XCTAssertEqual((lines[1]?["error"] as? [String: Any])?["code"] as? String, "invalid_input")
