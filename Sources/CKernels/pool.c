@@ -7,29 +7,49 @@
 #define AKV_MAX_THREADS 64
 #define AKV_SPIN_ROUNDS (1 << 12)  // ~0.1-0.3 ms of pause loops before a worker sleeps
 
+// Each job is cut into a few fixed chunks per part that the caller and the workers claim one at a
+// time. A worker that the OS has not scheduled yet (a server's request threads share the cores
+// with decoding) then costs nothing: the caller runs the chunks it would have run instead of
+// spinning until it wakes. Chunk boundaries depend on (n, parts) only, never on who ran what, so
+// results do not depend on scheduling.
+#define AKV_CHUNKS_PER_PART 4
+
 static struct {
     pthread_once_t once;
     int threads;                     // total, caller included
     pthread_mutex_t busy;            // one job at a time
     pthread_mutex_t sleep_lock;
     pthread_cond_t wake;
-    _Atomic uint64_t generation;     // bumped once per job
+    _Atomic uint64_t generation;     // bumped once per job (wakes the workers)
     _Atomic int sleepers;
-    _Atomic int remaining;           // worker parts not yet finished
-    // The current job (written before generation is bumped).
+    // The current job's claim word: generation (high 32 bits), chunk count (bits 16-31) and the
+    // next unclaimed chunk (low 16 bits), so that a claim can never be taken for another job.
+    _Atomic uint64_t claim;
+    _Atomic int64_t done;            // chunks of the current job finished
+    // The current job (written before the claim word is published; stable while a chunk is
+    // unclaimed or running, since the caller returns only after every chunk finished).
     akv_range_fn fn;
     void *ctx;
-    int64_t n, parts;
+    int64_t n;
 } pool = {.once = PTHREAD_ONCE_INIT, .threads = 0,
           .busy = PTHREAD_MUTEX_INITIALIZER, .sleep_lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
 
-static void run_part(int64_t part) {
-    const int64_t lo = pool.n * part / pool.parts, hi = pool.n * (part + 1) / pool.parts;
-    if (lo < hi) pool.fn(pool.ctx, lo, hi);
+// Claims and runs chunks of job `gen` until none is left (or another job has begun).
+static void work(uint32_t gen, int slot) {
+    uint64_t cl = atomic_load_explicit(&pool.claim, memory_order_acquire);
+    for (;;) {
+        const int64_t chunks = (int64_t)((cl >> 16) & 0xffff), next = (int64_t)(cl & 0xffff);
+        if ((uint32_t)(cl >> 32) != gen || next >= chunks) return;
+        if (!atomic_compare_exchange_weak_explicit(&pool.claim, &cl, cl + 1, memory_order_acq_rel, memory_order_acquire)) continue;
+        const int64_t lo = pool.n * next / chunks, hi = pool.n * (next + 1) / chunks;
+        if (lo < hi) pool.fn(pool.ctx, lo, hi, slot);
+        atomic_fetch_add_explicit(&pool.done, 1, memory_order_release);
+        cl = atomic_load_explicit(&pool.claim, memory_order_acquire);
+    }
 }
 
 static void *worker_main(void *arg) {
-    const int64_t index = (int64_t)(intptr_t)arg;  // 1..threads-1; part 0 is the caller's
+    const int slot = (int)(intptr_t)arg;  // 1..threads-1; the caller is slot 0
     uint64_t seen = 0;
     for (;;) {
         uint64_t g;
@@ -43,10 +63,7 @@ static void *worker_main(void *arg) {
             pthread_mutex_unlock(&pool.sleep_lock);
         }
         seen = g;
-        if (index < pool.parts) {
-            run_part(index);
-            atomic_fetch_sub(&pool.remaining, 1);
-        }
+        work((uint32_t)g, slot);
     }
     return NULL;
 }
@@ -74,22 +91,24 @@ void akv_pool_run(int64_t n, int64_t parts, akv_range_fn fn, void *ctx) {
     const int threads = akv_pool_threads();
     if (parts > threads) parts = threads;
     if (parts <= 1 || n <= 1 || pthread_mutex_trylock(&pool.busy) != 0) {
-        fn(ctx, 0, n);
+        fn(ctx, 0, n, 0);
         return;
     }
+    int64_t chunks = parts * AKV_CHUNKS_PER_PART;
+    if (chunks > n) chunks = n;
     pool.fn = fn;
     pool.ctx = ctx;
     pool.n = n;
-    pool.parts = parts;
-    // Every worker sees each generation; only those with index < parts run a part.
-    atomic_store(&pool.remaining, (int)(parts - 1));
-    atomic_fetch_add(&pool.generation, 1);
+    atomic_store_explicit(&pool.done, 0, memory_order_relaxed);
+    const uint64_t g = atomic_load(&pool.generation) + 1;
+    atomic_store_explicit(&pool.claim, ((g & 0xffffffffu) << 32) | ((uint64_t)chunks << 16), memory_order_release);
+    atomic_store(&pool.generation, g);
     if (atomic_load(&pool.sleepers) > 0) {
         pthread_mutex_lock(&pool.sleep_lock);
         pthread_cond_broadcast(&pool.wake);
         pthread_mutex_unlock(&pool.sleep_lock);
     }
-    run_part(0);
-    while (atomic_load(&pool.remaining) > 0) _mm_pause();
+    work((uint32_t)g, 0);
+    while (atomic_load_explicit(&pool.done, memory_order_acquire) < chunks) _mm_pause();
     pthread_mutex_unlock(&pool.busy);
 }

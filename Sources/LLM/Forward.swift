@@ -241,12 +241,9 @@ public final class InferenceSession {
             let perWorker = chunk * maxVisible
             if scores.count < Parallel.workers * perWorker { scores = FloatBuffer(count: Parallel.workers * perWorker, zeroed: false) }
             let scoreBase = UncheckedSendable(scores.pointer)
-            let headCount = c.headCount, workers = Parallel.workers
-            Parallel.forRanges(headCount) { heads in
-                // Parts are contiguous, at most one per worker: part p starts at floor(H p / P), so
-                // ceil(start P / H) is p, the part's own scratch.
-                let part = (heads.lowerBound * workers + headCount - 1) / headCount
-                let sc = scoreBase.value + part * perWorker
+            let headCount = c.headCount
+            Parallel.forRanges(headCount) { heads, slot in
+                let sc = scoreBase.value + slot * perWorker  // this thread's own scratch
                 for hh in heads {
                     let g = hh / group
                     var c0 = 0

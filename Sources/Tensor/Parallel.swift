@@ -10,18 +10,25 @@ public enum Parallel {
         return max(1, ProcessInfo.processInfo.activeProcessorCount)
     }()
 
-    /// Calls body with disjoint sub-ranges covering 0..<count on the CKernels spin pool.
-    /// Small jobs, and calls made while another thread holds the pool, run inline.
+    /// Calls body with disjoint sub-ranges covering 0..<count on the CKernels spin pool (a few
+    /// chunks per worker, taken by whichever thread is free). Small jobs, and calls made while
+    /// another thread holds the pool, run inline.
     public static func forRanges(_ count: Int, minPerWorker: Int = 1, _ body: (Range<Int>) -> Void) {
+        forRanges(count, minPerWorker: minPerWorker) { range, _ in body(range) }
+    }
+
+    /// The same, telling the body which thread runs each range (0..<workers): a body may index
+    /// per-thread scratch with it, since one thread runs one range at a time.
+    public static func forRanges(_ count: Int, minPerWorker: Int = 1, _ body: (Range<Int>, Int) -> Void) {
         let n = min(workers, max(1, count / max(minPerWorker, 1)))
-        if n <= 1 { body(0..<count); return }
+        if n <= 1 { body(0..<count, 0); return }
         startPool
-        // The pool returns only after every part ran, so the non-escaping closure outlives its use.
+        // The pool returns only after every range ran, so the non-escaping closure outlives its use.
         withoutActuallyEscaping(body) { body in
             var job = body
             withUnsafeMutablePointer(to: &job) { ctx in
-                akv_pool_run(Int64(count), Int64(n), { ctx, lo, hi in
-                    ctx!.assumingMemoryBound(to: ((Range<Int>) -> Void).self).pointee(Int(lo)..<Int(hi))
+                akv_pool_run(Int64(count), Int64(n), { ctx, lo, hi, slot in
+                    ctx!.assumingMemoryBound(to: ((Range<Int>, Int) -> Void).self).pointee(Int(lo)..<Int(hi), Int(slot))
                 }, ctx)
             }
         }

@@ -3,12 +3,16 @@
 #pragma once
 #include <stdint.h>
 
-typedef void (*akv_range_fn)(void *ctx, int64_t begin, int64_t end);
+/// `slot` names the thread running the range (0 the caller, 1..threads-1 the workers): a body may
+/// use it to pick per-thread scratch, since two ranges never run at once on one slot.
+typedef void (*akv_range_fn)(void *ctx, int64_t begin, int64_t end, int slot);
 
 /// Sets the number of threads (caller included) used by akv_pool_run; call before first use.
 void akv_pool_set_threads(int threads);
 int akv_pool_threads(void);
 
-/// Runs fn over `parts` equal contiguous sub-ranges of [0, n) on the pool and returns when all
-/// are done. If another thread is using the pool, runs everything inline on the caller.
+/// Runs fn over contiguous sub-ranges of [0, n) on up to `parts` threads and returns when all
+/// are done: a few fixed chunks per part, claimed one at a time by whoever is free (the caller
+/// included), so a thread the OS has not scheduled holds nothing up. The chunk boundaries depend
+/// on n and parts only. If another thread is using the pool, runs everything inline on the caller.
 void akv_pool_run(int64_t n, int64_t parts, akv_range_fn fn, void *ctx);
