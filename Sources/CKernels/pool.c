@@ -13,6 +13,7 @@
 // spinning until it wakes. Chunk boundaries depend on (n, parts) only, never on who ran what, so
 // results do not depend on scheduling.
 #define AKV_CHUNKS_PER_PART 4
+_Static_assert(AKV_MAX_THREADS < 256 && AKV_MAX_THREADS * AKV_CHUNKS_PER_PART < 4096, "the claim word holds parts in 8 bits, chunks in 12");
 
 static struct {
     pthread_once_t once;
@@ -22,8 +23,9 @@ static struct {
     pthread_cond_t wake;
     _Atomic uint64_t generation;     // bumped once per job (wakes the workers)
     _Atomic int sleepers;
-    // The current job's claim word: generation (high 32 bits), chunk count (bits 16-31) and the
-    // next unclaimed chunk (low 16 bits), so that a claim can never be taken for another job.
+    // The current job's claim word: generation (high 32 bits), the threads it may use (bits
+    // 24-31), its chunk count (bits 12-23) and the next unclaimed chunk (low 12 bits), so that a
+    // claim can never be taken for another job.
     _Atomic uint64_t claim;
     _Atomic int64_t done;            // chunks of the current job finished
     // The current job (written before the claim word is published; stable while a chunk is
@@ -38,8 +40,9 @@ static struct {
 static void work(uint32_t gen, int slot) {
     uint64_t cl = atomic_load_explicit(&pool.claim, memory_order_acquire);
     for (;;) {
-        const int64_t chunks = (int64_t)((cl >> 16) & 0xffff), next = (int64_t)(cl & 0xffff);
-        if ((uint32_t)(cl >> 32) != gen || next >= chunks) return;
+        const int parts = (int)((cl >> 24) & 0xff);
+        const int64_t chunks = (int64_t)((cl >> 12) & 0xfff), next = (int64_t)(cl & 0xfff);
+        if ((uint32_t)(cl >> 32) != gen || next >= chunks || slot >= parts) return;
         if (!atomic_compare_exchange_weak_explicit(&pool.claim, &cl, cl + 1, memory_order_acq_rel, memory_order_acquire)) continue;
         const int64_t lo = pool.n * next / chunks, hi = pool.n * (next + 1) / chunks;
         if (lo < hi) pool.fn(pool.ctx, lo, hi, slot);
@@ -101,7 +104,8 @@ void akv_pool_run(int64_t n, int64_t parts, akv_range_fn fn, void *ctx) {
     pool.n = n;
     atomic_store_explicit(&pool.done, 0, memory_order_relaxed);
     const uint64_t g = atomic_load(&pool.generation) + 1;
-    atomic_store_explicit(&pool.claim, ((g & 0xffffffffu) << 32) | ((uint64_t)chunks << 16), memory_order_release);
+    atomic_store_explicit(&pool.claim, ((g & 0xffffffffu) << 32) | ((uint64_t)parts << 24) | ((uint64_t)chunks << 12),
+                          memory_order_release);
     atomic_store(&pool.generation, g);
     if (atomic_load(&pool.sleepers) > 0) {
         pthread_mutex_lock(&pool.sleep_lock);
