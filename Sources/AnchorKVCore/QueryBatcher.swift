@@ -55,10 +55,13 @@ public final class QueryBatcher: Sendable {
         t.start()
     }
 
-    deinit {
+    deinit { requestStop() }
+
+    /// Tells the decode thread to stop once the questions in flight are done.
+    private func requestStop() {
         shared.condition.lock()
         shared.stopped = true
-        shared.condition.signal()
+        shared.condition.broadcast()
         shared.condition.unlock()
     }
 
@@ -67,9 +70,8 @@ public final class QueryBatcher: Sendable {
     /// that closes the store, and closing RocksDB on that thread while `exit` runs the libraries'
     /// destructors crashes the process (seen as a SIGSEGV after the last answer was printed).
     public func shutdown() {
+        requestStop()
         shared.condition.lock()
-        shared.stopped = true
-        shared.condition.broadcast()
         while !shared.exited { shared.condition.wait() }
         shared.condition.unlock()
     }
