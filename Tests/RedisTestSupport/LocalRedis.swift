@@ -28,7 +28,11 @@ public final class LocalRedis {
                      // Replicas sync at once (the default waits 5 s for more replicas to share a transfer).
                      "--repl-diskless-sync-delay", "0",
                      // Replicas go on serving reads while the cluster marks a master failed (docs/scale-out.md).
-                     "--cluster-allow-reads-when-down", "yes"]
+                     "--cluster-allow-reads-when-down", "yes",
+                     // CLUSTER SLOTS lists a replica only once its replication offset is known, and the
+                     // offset moves with the master's pings (every 10 s by default): 1 s forms a
+                     // cluster in about 2 s instead of about 10.
+                     "--repl-ping-replica-period", "1"]
         }
         if let password { args += ["--requirepass", password, "--masterauth", password] }
         try start(binary, args + extra)
@@ -48,6 +52,12 @@ public final class LocalRedis {
         var status: Int32 = 0
         while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
         pid = 0
+    }
+
+    /// The last `lines` lines of the server's log (for a failure's message).
+    public func logTail(lines: Int = 15) -> String {
+        guard let text = try? String(contentsOf: dir.appendingPathComponent("redis.log"), encoding: .utf8) else { return "(no log)" }
+        return text.split(separator: "\n", omittingEmptySubsequences: false).suffix(lines).joined(separator: "\n")
     }
 
     /// Connects once the server accepts connections (it starts in a few milliseconds).
