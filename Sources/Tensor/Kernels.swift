@@ -113,14 +113,29 @@ public enum Kernels {
         return akv_q4x8_vnni_supported() != 0
     }()
 
-    /// Quantized weights interleaved 8 rows at a time for the decode kernels (akv_q4x8.h).
-    public enum InterleavedFormat: Sendable {
-        case q4_1, q8_0
+    /// Whether decode products over Q4_1 weights take int8 activations (akv_q4x8_i8.h, llama.cpp's
+    /// Q4_1 x Q8_1 arithmetic: twice the multiply-adds per instruction of the int16 kernels on
+    /// AVX2). Off unless ANCHORKV_DECODE_INT8=1: on SmolLM2 it moves logits by up to ~0.9 (int16:
+    /// 4e-3) and can change greedy answers (docs/benchmarks.md). Read when a model's weights are
+    /// packed (at load), so it holds per model.
+    public static var int8Decode: Bool {
+        get { int8Switch.load(ordering: .relaxed) }
+        set { int8Switch.store(newValue, ordering: .relaxed) }
+    }
+    private static let int8Switch = Atomic<Bool>({
+        guard let v = getenv("ANCHORKV_DECODE_INT8") else { return false }
+        return String(cString: v) == "1"
+    }())
 
-        /// The format for a ggml type, where there is a kernel for it.
-        public init?(ggmlType: UInt32) {
+    /// Quantized weights interleaved 8 rows at a time for the decode kernels (akv_q4x8.h;
+    /// Q4_1 for int8 activations: akv_q4x8_i8.h).
+    public enum InterleavedFormat: Sendable {
+        case q4_1, q4_1Int8, q8_0
+
+        /// The format for a ggml type, where there is a kernel for it (Q4_1: per `int8`).
+        public init?(ggmlType: UInt32, int8: Bool = Kernels.int8Decode) {
             switch ggmlType {
-            case 3: self = .q4_1
+            case 3: self = int8 ? .q4_1Int8 : .q4_1
             case 8: self = .q8_0
             default: return nil
             }
@@ -132,6 +147,7 @@ public enum Kernels {
         guard rows % 8 == 0, cols % 32 == 0, rows > 0 else { return nil }
         switch format {
         case .q4_1: return Int(akv_q4x8_packed_bytes(Int64(rows), Int64(cols)))
+        case .q4_1Int8: return Int(akv_q4x8_i8_packed_bytes(Int64(rows), Int64(cols)))
         case .q8_0: return Int(akv_q8x8_packed_bytes(Int64(rows), Int64(cols)))
         }
     }
@@ -141,30 +157,44 @@ public enum Kernels {
                                   into packed: UnsafeMutableRawPointer) -> Bool {
         switch format {
         case .q4_1: return akv_q4x8_pack(source, Int64(rowBytes), Int64(rows), Int64(cols), packed) == 0
+        case .q4_1Int8: return akv_q4x8_i8_pack(source, Int64(rowBytes), Int64(rows), Int64(cols), packed) == 0
         case .q8_0: return akv_q8x8_pack(source, Int64(rowBytes), Int64(rows), Int64(cols), packed) == 0
         }
     }
 
     /// y[i, :] = W x[i, :] for `n` activation rows over interleaved weights: the decode path,
     /// alone (n = 1) and batched alike. Activations are rounded to int16 blocks
-    /// (akv_quantize_q16); each row's result depends on that row alone, so a batched step
-    /// answers exactly as the sequence alone.
+    /// (akv_quantize_q16), or int8 blocks for .q4_1Int8 (akv_quantize_q8); each row's result
+    /// depends on that row alone, so a batched step answers exactly as the sequence alone.
     public static func gemmInterleaved(_ format: InterleavedFormat, packed: UnsafeRawPointer, rows: Int, cols: Int, n: Int,
                                        x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, useVNNI: Bool = vnniAvailable) {
         precondition(rows % 8 == 0 && cols % 32 == 0 && n >= 1)
         let nb = cols / 32
         let vnni: Int32 = useVNNI && vnniAvailable ? 1 : 0
-        withUnsafeTemporaryAllocation(of: Int16.self, capacity: n * cols) { xq in
-            withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * n * nb) { scales in
-                let xd = scales.baseAddress!, xsum = xd + n * nb
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * n * nb) { scales in
+            let xd = scales.baseAddress!, xsum = xd + n * nb
+            let d = UnsafePointer(xd), s = UnsafePointer(xsum)
+            if format == .q4_1Int8 {
+                withUnsafeTemporaryAllocation(of: Int8.self, capacity: n * cols) { xq in
+                    for i in 0..<n { akv_quantize_q8(x + i * cols, Int64(cols), xq.baseAddress! + i * cols, xd + i * nb, xsum + i * nb) }
+                    let q = UnsafePointer(xq.baseAddress!)
+                    Parallel.forRanges(rows / 8, minPerWorker: 8) { g in
+                        _ = akv_gemm_q4x8_q8(packed, Int64(n), q, d, s, y, Int64(rows), Int64(cols), Int64(g.lowerBound), Int64(g.upperBound), vnni)
+                    }
+                }
+                return
+            }
+            withUnsafeTemporaryAllocation(of: Int16.self, capacity: n * cols) { xq in
                 for i in 0..<n { akv_quantize_q16(x + i * cols, Int64(cols), xq.baseAddress! + i * cols, xd + i * nb, xsum + i * nb) }
-                let q = UnsafePointer(xq.baseAddress!), d = UnsafePointer(xd), s = UnsafePointer(xsum)
+                let q = UnsafePointer(xq.baseAddress!)
                 Parallel.forRanges(rows / 8, minPerWorker: 8) { g in
                     switch format {
                     case .q4_1:
                         _ = akv_gemm_q4x8_q16(packed, Int64(n), q, d, s, y, Int64(rows), Int64(cols), Int64(g.lowerBound), Int64(g.upperBound), vnni)
                     case .q8_0:
                         _ = akv_gemm_q8x8_q16(packed, Int64(n), q, d, y, Int64(rows), Int64(cols), Int64(g.lowerBound), Int64(g.upperBound), vnni)
+                    case .q4_1Int8:
+                        preconditionFailure("int8 activations are handled above")
                     }
                 }
             }

@@ -157,52 +157,75 @@ final class KernelTests: XCTestCase {
         XCTAssertEqual(akv_gemv_quant(14, [UInt8](repeating: 0, count: 210), 210, [Float](repeating: 0, count: 256), nil, 256, 0, 0), -1)
     }
 
-    /// Interleaved Q4_1 and Q8_0 (8 rows a group): against a double loop over the same
-    /// dequantized weights and int16 activations (only fp32 summation error left); VNNI and AVX2
-    /// give the same bits; each activation row's result is the same alone and in batches of
-    /// every size (1-9: groups of 4 and their tails); a split over row groups writes only its rows.
+    /// Interleaved Q4_1 and Q8_0 (8 rows a group), on int16 activations, and Q4_1 on int8
+    /// activations: against a double loop over the same dequantized weights and quantized
+    /// activations (only fp32 summation error left); VNNI and AVX2 give the same bits; each
+    /// activation row's result is the same alone and in batches of every size (1-9: groups of 4
+    /// and their tails); a split over row groups writes only its rows.
     func testInterleavedKernelsBatchedEqualsAlone() throws {
-        for type: UInt32 in [3, 8] { try checkInterleaved(type: type) }
+        for type: UInt32 in [3, 8] { try checkInterleaved(type: type, int8: false) }
+        try checkInterleaved(type: 3, int8: true)
     }
 
-    func checkInterleaved(type: UInt32) throws {
+    func checkInterleaved(type: UInt32, int8: Bool) throws {
         let rows = 48, cols = 576, nb = cols / 32
+        let name = "type \(type)\(int8 ? " int8" : "")"
         let (bytes, dense, rowBytes) = quantizedMatrix(type: type, rows: rows, cols: cols)
-        let size = type == 3 ? akv_q4x8_packed_bytes(Int64(rows), Int64(cols)) : akv_q8x8_packed_bytes(Int64(rows), Int64(cols))
+        let size = int8 ? akv_q4x8_i8_packed_bytes(Int64(rows), Int64(cols))
+            : type == 3 ? akv_q4x8_packed_bytes(Int64(rows), Int64(cols)) : akv_q8x8_packed_bytes(Int64(rows), Int64(cols))
         XCTAssertEqual(Int(size), rows * rowBytes, "interleaving keeps the size")
         var packed = [UInt8](repeating: 0, count: Int(size))
-        let pack = type == 3 ? akv_q4x8_pack : akv_q8x8_pack
+        let pack = int8 ? akv_q4x8_i8_pack : type == 3 ? akv_q4x8_pack : akv_q8x8_pack
         XCTAssertEqual(pack(bytes, Int64(rowBytes), Int64(rows), Int64(cols), &packed), 0)
         XCTAssertEqual(pack(bytes, Int64(rowBytes), 44, Int64(cols), &packed), -1, "rows not a multiple of 8")
         let n = 9
         let x = randoms(n * cols, scale: 2)
-        var xq = [Int16](repeating: 0, count: n * cols), xd = [Float](repeating: 0, count: n * nb), xs = xd
+        var xq = [Int16](repeating: 0, count: n * cols), xq8 = [Int8](repeating: 0, count: n * cols)
+        var xd = [Float](repeating: 0, count: n * nb), xs = xd
         for i in 0..<n {
-            x.withUnsafeBufferPointer { xp in xq.withUnsafeMutableBufferPointer { q in xd.withUnsafeMutableBufferPointer { d in
-                xs.withUnsafeMutableBufferPointer { s in
-                    akv_quantize_q16(xp.baseAddress! + i * cols, Int64(cols), q.baseAddress! + i * cols, d.baseAddress! + i * nb, s.baseAddress! + i * nb)
-                } } } }
+            x.withUnsafeBufferPointer { xp in xd.withUnsafeMutableBufferPointer { d in xs.withUnsafeMutableBufferPointer { s in
+                let (xi, di, si) = (xp.baseAddress! + i * cols, d.baseAddress! + i * nb, s.baseAddress! + i * nb)
+                if int8 {
+                    xq8.withUnsafeMutableBufferPointer { akv_quantize_q8(xi, Int64(cols), $0.baseAddress! + i * cols, di, si) }
+                } else {
+                    xq.withUnsafeMutableBufferPointer { akv_quantize_q16(xi, Int64(cols), $0.baseAddress! + i * cols, di, si) }
+                }
+            } } }
+        }
+        let quantized = int8 ? xq8.map(Double.init) : xq.map(Double.init)
+        if int8 {
+            XCTAssertFalse(xq8.contains(-128), "int8 activations stay in [-127, 127] (the int16 sums of vpmaddubsw stay exact)")
+            for b in 0..<(n * nb) {
+                let sum = (0..<32).reduce(0.0) { $0 + quantized[b * 32 + $1] }
+                XCTAssertEqual(Double(xs[b]), sum * Double(xd[b]), accuracy: 1e-4 * Swift.abs(sum * Double(xd[b])) + 1e-6, "xsum of block \(b)")
+            }
         }
         func run(_ count: Int, first: Int = 0, vnni: Int32 = 0, groups: Range<Int> = 0..<6) -> [Float] {
             var y = [Float](repeating: .nan, count: count * rows)
-            let rc = xq.withUnsafeBufferPointer { q in xd.withUnsafeBufferPointer { d in xs.withUnsafeBufferPointer { s in
-                let (qp, dp, sp) = (q.baseAddress! + first * cols, d.baseAddress! + first * nb, s.baseAddress! + first * nb)
-                return type == 3
-                    ? akv_gemm_q4x8_q16(packed, Int64(count), qp, dp, sp, &y, Int64(rows), Int64(cols), Int64(groups.lowerBound), Int64(groups.upperBound), vnni)
-                    : akv_gemm_q8x8_q16(packed, Int64(count), qp, dp, &y, Int64(rows), Int64(cols), Int64(groups.lowerBound), Int64(groups.upperBound), vnni)
-            } } }
+            let (g0, g1) = (Int64(groups.lowerBound), Int64(groups.upperBound))
+            let rc = xd.withUnsafeBufferPointer { d in xs.withUnsafeBufferPointer { s in
+                let (dp, sp) = (d.baseAddress! + first * nb, s.baseAddress! + first * nb)
+                if int8 {
+                    return xq8.withUnsafeBufferPointer { akv_gemm_q4x8_q8(packed, Int64(count), $0.baseAddress! + first * cols, dp, sp, &y, Int64(rows), Int64(cols), g0, g1, vnni) }
+                }
+                return xq.withUnsafeBufferPointer { q in
+                    type == 3
+                        ? akv_gemm_q4x8_q16(packed, Int64(count), q.baseAddress! + first * cols, dp, sp, &y, Int64(rows), Int64(cols), g0, g1, vnni)
+                        : akv_gemm_q8x8_q16(packed, Int64(count), q.baseAddress! + first * cols, dp, &y, Int64(rows), Int64(cols), g0, g1, vnni)
+                }
+            } }
             XCTAssertEqual(rc, 0)
             return y
         }
         let all = run(n)
         for i in 0..<n {
-            let want = (0..<rows).map { r in (0..<cols).reduce(0.0) { $0 + Double(dense[r * cols + $1]) * Double(xq[i * cols + $1]) * Double(xd[i * nb + $1 / 32]) } }
+            let want = (0..<rows).map { r in (0..<cols).reduce(0.0) { $0 + Double(dense[r * cols + $1]) * quantized[i * cols + $1] * Double(xd[i * nb + $1 / 32]) } }
             let norm = (0..<rows).map { r in (0..<cols).reduce(0.0) { $0 + Swift.abs(Double(dense[r * cols + $1]) * Double(x[i * cols + $1])) } }
-            for r in 0..<rows { XCTAssertEqual(Double(all[i * rows + r]), want[r], accuracy: 1e-5 * norm[r], "type \(type) activation \(i) row \(r)") }
-            XCTAssertEqual(Array(all[i * rows..<(i + 1) * rows]).map(\.bitPattern), run(1, first: i).map(\.bitPattern), "type \(type) activation \(i) alone")
+            for r in 0..<rows { XCTAssertEqual(Double(all[i * rows + r]), want[r], accuracy: 1e-5 * norm[r], "\(name) activation \(i) row \(r)") }
+            XCTAssertEqual(Array(all[i * rows..<(i + 1) * rows]).map(\.bitPattern), run(1, first: i).map(\.bitPattern), "\(name) activation \(i) alone")
         }
         for count in 2...8 {
-            XCTAssertEqual(run(count, first: 1).map(\.bitPattern), Array(all[rows..<(1 + count) * rows]).map(\.bitPattern), "type \(type) batch of \(count)")
+            XCTAssertEqual(run(count, first: 1).map(\.bitPattern), Array(all[rows..<(1 + count) * rows]).map(\.bitPattern), "\(name) batch of \(count)")
         }
         let part = run(n, groups: 2..<4)
         for i in 0..<n {
@@ -211,10 +234,11 @@ final class KernelTests: XCTestCase {
             }
         }
         if akv_q4x8_vnni_supported() != 0 {
-            XCTAssertEqual(run(n, vnni: 1).map(\.bitPattern), all.map(\.bitPattern), "type \(type): vpdpwssd and vpmaddwd give the same integers")
+            XCTAssertEqual(run(n, vnni: 1).map(\.bitPattern), all.map(\.bitPattern), "\(name): VNNI and AVX2 give the same integers")
         } else {
             var y = [Float](repeating: 0, count: rows)
             XCTAssertEqual(akv_gemm_q4x8_q16(packed, 1, xq, xd, xs, &y, Int64(rows), Int64(cols), 0, 1, 1), -1, "VNNI asked for on a CPU without it")
+            XCTAssertEqual(akv_gemm_q4x8_q8(packed, 1, xq8, xd, xs, &y, Int64(rows), Int64(cols), 0, 1, 1), -1, "VNNI asked for on a CPU without it")
         }
     }
 

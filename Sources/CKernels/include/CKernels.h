@@ -5,3 +5,4 @@
 #include "akv_pool.h"
 #include "akv_gemm_bf16.h"
 #include "akv_q4x8.h"
+#include "akv_q4x8_i8.h"
