@@ -1,6 +1,8 @@
-// Q4_1 and Q8_0 decode products, 8 weight rows interleaved (see akv_q4x8.h). The VNNI variant carries
-// its own target attribute, so the library stays AVX2 and runs on any x86-64-v3 CPU.
+// Q4_1 and Q8_0 decode products, 8 weight rows interleaved (see akv_q4x8.h; Q4_1 on int8
+// activations: akv_q4x8_i8.h). The VNNI variants carry their own target attribute, so the library
+// stays AVX2 and runs on any x86-64-v3 CPU.
 #include "akv_q4x8.h"
+#include "akv_q4x8_i8.h"
 #include <immintrin.h>
 #include <string.h>
 
@@ -19,6 +21,17 @@ int akv_q4x8_vnni_supported(void) {
 
 int64_t akv_q4x8_packed_bytes(int64_t rows, int64_t cols) { return (rows / ROWS) * (cols / 32) * Q4_BYTES; }
 
+// The 8 rows of 8-row group g, block b of a ggml Q4_1 matrix: their f16 scales and mins into the
+// first 32 bytes of the packed block, their nibbles into q (row, column). Both Q4_1 layouts start so.
+static void q4_1_group_block(const void *q4_1, int64_t row_bytes, int64_t g, int64_t b, uint8_t *dst, uint8_t q[ROWS][32]) {
+    for (int r = 0; r < ROWS; r++) {
+        const uint8_t *src = (const uint8_t *)q4_1 + (g * ROWS + r) * row_bytes + b * 20;
+        memcpy(dst + 2 * r, src, 2);           // d (f16)
+        memcpy(dst + 16 + 2 * r, src + 2, 2);  // m (f16)
+        for (int e = 0; e < 16; e++) { q[r][e] = src[4 + e] & 15; q[r][e + 16] = src[4 + e] >> 4; }
+    }
+}
+
 int akv_q4x8_pack(const void *q4_1, int64_t row_bytes, int64_t rows, int64_t cols, void *packed) {
     if (rows % ROWS != 0 || cols % 32 != 0 || row_bytes < cols / 32 * 20) return -1;
     const int64_t nb = cols / 32;
@@ -26,12 +39,7 @@ int akv_q4x8_pack(const void *q4_1, int64_t row_bytes, int64_t rows, int64_t col
         for (int64_t b = 0; b < nb; b++) {
             uint8_t *dst = (uint8_t *)packed + (g * nb + b) * Q4_BYTES;
             uint8_t q[ROWS][32];
-            for (int r = 0; r < ROWS; r++) {
-                const uint8_t *src = (const uint8_t *)q4_1 + (g * ROWS + r) * row_bytes + b * 20;
-                memcpy(dst + 2 * r, src, 2);           // d (f16)
-                memcpy(dst + 16 + 2 * r, src + 2, 2);  // m (f16)
-                for (int e = 0; e < 16; e++) { q[r][e] = src[4 + e] & 15; q[r][e + 16] = src[4 + e] >> 4; }
-            }
+            q4_1_group_block(q4_1, row_bytes, g, b, dst, q);
             // Vector j, 16-bit lane L holds four nibbles: nibble t is pair vector 4j+t's lane L,
             // i.e. row L/2, column 2(4j+t) + L%2.
             for (int j = 0; j < 4; j++)
@@ -40,6 +48,24 @@ int akv_q4x8_pack(const void *q4_1, int64_t row_bytes, int64_t rows, int64_t col
                     for (int t = 0; t < 4; t++) v |= (uint16_t)(q[L / 2][2 * (4 * j + t) + (L & 1)] << (4 * t));
                     memcpy(dst + 32 + 32 * j + 2 * L, &v, 2);
                 }
+        }
+    return 0;
+}
+
+int64_t akv_q4x8_i8_packed_bytes(int64_t rows, int64_t cols) { return akv_q4x8_packed_bytes(rows, cols); }
+
+int akv_q4x8_i8_pack(const void *q4_1, int64_t row_bytes, int64_t rows, int64_t cols, void *packed) {
+    if (rows % ROWS != 0 || cols % 32 != 0 || row_bytes < cols / 32 * 20) return -1;
+    const int64_t nb = cols / 32;
+    for (int64_t g = 0; g < rows / ROWS; g++)
+        for (int64_t b = 0; b < nb; b++) {
+            uint8_t *dst = (uint8_t *)packed + (g * nb + b) * Q4_BYTES;
+            uint8_t q[ROWS][32];
+            q4_1_group_block(q4_1, row_bytes, g, b, dst, q);
+            // Word j, byte lane 4r+e: row r's column 8j+e (low nibble) and 8j+4+e (high nibble).
+            for (int j = 0; j < 4; j++)
+                for (int r = 0; r < ROWS; r++)
+                    for (int e = 0; e < 4; e++) dst[32 + 32 * j + 4 * r + e] = (uint8_t)(q[r][8 * j + e] | (q[r][8 * j + 4 + e] << 4));
         }
     return 0;
 }
@@ -95,7 +121,12 @@ static inline __attribute__((always_inline)) __m256i pair_dot_vnni(__m256i acc, 
         }                                                                                                     \
         for (int i = 0; i < N; i++) _mm256_storeu_ps(out[i], acc[i]);                                         \
     }                                                                                                         \
-    TARGET static void NAME##_groups(const uint8_t *packed, int64_t n, const int16_t *xq, const float *xd,     \
+    GROUPS_DRIVER(NAME, TARGET, int16_t, BYTES)
+
+// The group kernel over 8-row groups [g0, g1), the activation rows 4 at a time (then the tail),
+// for either activation type: each activation row's result depends on that row alone.
+#define GROUPS_DRIVER(NAME, TARGET, XQ_T, BYTES)                                                              \
+    TARGET static void NAME##_groups(const uint8_t *packed, int64_t n, const XQ_T *xq, const float *xd,     \
                                      const float *xsum, float *y, int64_t ldy, int64_t cols,                  \
                                      int64_t g0, int64_t g1) {                                                \
         const int64_t nb = cols / 32;                                                                         \
@@ -103,7 +134,7 @@ static inline __attribute__((always_inline)) __m256i pair_dot_vnni(__m256i acc, 
             const uint8_t *grp = packed + g * nb * (BYTES);                                                   \
             for (int64_t i0 = 0; i0 < n; i0 += MAX_N) {                                                       \
                 const int k = (int)(n - i0 < MAX_N ? n - i0 : MAX_N);                                         \
-                const int16_t *q[MAX_N];                                                                      \
+                const XQ_T *q[MAX_N];                                                                        \
                 const float *d[MAX_N], *s[MAX_N];                                                             \
                 float *o[MAX_N];                                                                              \
                 for (int i = 0; i < k; i++) {                                                                 \
@@ -160,5 +191,89 @@ int akv_gemm_q8x8_q16(const void *packed, int64_t n, const int16_t *xq, const fl
     if (use_vnni && !akv_q4x8_vnni_supported()) return -1;
     if (use_vnni) q8x8_vnni_groups(packed, n, xq, xd, NULL, y, ldy, cols, group_begin, group_end);
     else q8x8_avx2_groups(packed, n, xq, xd, NULL, y, ldy, cols, group_begin, group_end);
+    return 0;
+}
+
+// ---- int8 activations (akv_q4x8_i8.h) ----
+
+// Word j of an int8-layout block as its two vectors of 8 rows x 4 columns (low and high nibbles).
+static inline __attribute__((always_inline)) void nibble_vectors(const uint8_t *blk, int j, __m256i *lo, __m256i *hi) {
+    const __m256i low = _mm256_set1_epi8(0x0f);
+    const __m256i word = _mm256_loadu_si256((const __m256i *)(blk + 32 + 32 * j));
+    *lo = _mm256_and_si256(word, low);
+    *hi = _mm256_and_si256(_mm256_srli_epi16(word, 4), low);
+}
+
+// Four activations (columns 4p..4p+3 of a block) broadcast to every 32-bit lane.
+static inline __attribute__((always_inline)) __m256i quad(const int8_t *xb, int p) {
+    int32_t v;
+    memcpy(&v, xb + 4 * p, 4);
+    return _mm256_set1_epi32(v);
+}
+
+// Per activation, the int32 dot of each of the block's 8 rows. AVX2: int16 partial sums over the
+// block (exact, see akv_q4x8_i8.h), then adjacent pairs added to int32.
+static inline __attribute__((always_inline)) void block_dots_avx2(const uint8_t *blk, const int N, const int8_t *const *xb, __m256i *out) {
+    __m256i s[MAX_N];
+    for (int i = 0; i < N; i++) s[i] = _mm256_setzero_si256();
+    _Pragma("GCC unroll 4")
+    for (int j = 0; j < 4; j++) {
+        __m256i lo, hi;
+        nibble_vectors(blk, j, &lo, &hi);
+        for (int i = 0; i < N; i++) {
+            s[i] = _mm256_add_epi16(s[i], _mm256_maddubs_epi16(lo, quad(xb[i], 2 * j)));
+            s[i] = _mm256_add_epi16(s[i], _mm256_maddubs_epi16(hi, quad(xb[i], 2 * j + 1)));
+        }
+    }
+    for (int i = 0; i < N; i++) out[i] = _mm256_madd_epi16(s[i], _mm256_set1_epi16(1));
+}
+
+VNNI_TARGET static inline __attribute__((always_inline)) void block_dots_vnni(const uint8_t *blk, const int N, const int8_t *const *xb, __m256i *out) {
+    for (int i = 0; i < N; i++) out[i] = _mm256_setzero_si256();
+    _Pragma("GCC unroll 4")
+    for (int j = 0; j < 4; j++) {
+        __m256i lo, hi;
+        nibble_vectors(blk, j, &lo, &hi);
+        for (int i = 0; i < N; i++) {
+            out[i] = _mm256_dpbusd_epi32(out[i], lo, quad(xb[i], 2 * j));
+            out[i] = _mm256_dpbusd_epi32(out[i], hi, quad(xb[i], 2 * j + 1));
+        }
+    }
+}
+
+// One 8-row group against N activation rows; per activation and block: acc += float(dot) *
+// (d * xd), then acc += m * xsum, in that order whatever N is (as the int16 Q4_1 kernel).
+#define GROUP_KERNEL_I8(NAME, TARGET, DOTS)                                                                   \
+    TARGET static inline __attribute__((always_inline)) void NAME##_group(                                    \
+        const uint8_t *grp, const int N, const int8_t *const *xq, const float *const *xd,                     \
+        const float *const *xs, int64_t nb, float *const *out) {                                              \
+        __m256 acc[MAX_N];                                                                                    \
+        for (int i = 0; i < N; i++) acc[i] = _mm256_setzero_ps();                                             \
+        for (int64_t b = 0; b < nb; b++) {                                                                    \
+            const uint8_t *blk = grp + b * Q4_BYTES;                                                          \
+            const int8_t *xb[MAX_N];                                                                          \
+            for (int i = 0; i < N; i++) xb[i] = xq[i] + b * 32;                                               \
+            __m256i dots[MAX_N];                                                                              \
+            DOTS(blk, N, xb, dots);                                                                           \
+            const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk));                          \
+            const __m256 m = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + 16)));                   \
+            for (int i = 0; i < N; i++) {                                                                     \
+                acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dots[i]), _mm256_mul_ps(d, _mm256_set1_ps(xd[i][b])), acc[i]); \
+                acc[i] = _mm256_fmadd_ps(m, _mm256_set1_ps(xs[i][b]), acc[i]);                                \
+            }                                                                                                 \
+        }                                                                                                     \
+        for (int i = 0; i < N; i++) _mm256_storeu_ps(out[i], acc[i]);                                         \
+    }                                                                                                         \
+    GROUPS_DRIVER(NAME, TARGET, int8_t, Q4_BYTES)
+
+GROUP_KERNEL_I8(q4x8_i8_avx2, , block_dots_avx2)
+GROUP_KERNEL_I8(q4x8_i8_vnni, VNNI_TARGET, block_dots_vnni)
+
+int akv_gemm_q4x8_q8(const void *packed, int64_t n, const int8_t *xq, const float *xd, const float *xsum,
+                     float *y, int64_t ldy, int64_t cols, int64_t group_begin, int64_t group_end, int use_vnni) {
+    if (cols % 32 != 0 || n < 1) return -1;
+    if (use_vnni && !akv_q4x8_vnni_supported()) return -1;
+    if (use_vnni) q4x8_i8_vnni_groups(packed, n, xq, xd, xsum, y, ldy, cols, group_begin, group_end);
+    else q4x8_i8_avx2_groups(packed, n, xq, xd, xsum, y, ldy, cols, group_begin, group_end);
     return 0;
 }

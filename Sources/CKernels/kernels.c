@@ -246,36 +246,58 @@ void akv_attention_head_rows(const float *q, int64_t ldq, const float *k, const 
 
 // ---- Integer decode path: int16 activations x 4/8-bit weights (AVX2 madd_epi16). ----
 // int16 keeps activation rounding ~1e-5 relative (int8, as llama.cpp uses, moved SmolLM2
-// logits by up to ~1 through outlier channels) while the weights stay integer too.
+// logits by up to ~1 through outlier channels) while the weights stay integer too; int8 stays
+// an opt-in (akv_quantize_q8 below, akv_q4x8_i8.h).
+
+// One 32-block of x rounded to integers in [-limit, limit] with scale d = max|x| / limit (as int32
+// lanes in q[0..3], in order); returns their sum. Shared by the int16 and int8 quantizers.
+static inline int32_t round_block(const float *xb, float limit, __m256i q[4], float *d) {
+    const __m256 sign_mask = _mm256_set1_ps(-0.0f);
+    __m256 v[4], amax = _mm256_setzero_ps();
+    for (int i = 0; i < 4; i++) {
+        v[i] = _mm256_loadu_ps(xb + 8 * i);
+        amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign_mask, v[i]));
+    }
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    const float m = _mm_cvtss_f32(m4);
+    *d = m / limit;
+    const __m256 vid = _mm256_set1_ps(m > 0 ? limit / m : 0.0f);
+    for (int i = 0; i < 4; i++) q[i] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v[i], vid), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    __m256i s = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+    __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4E));
+    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xB1));
+    return _mm_cvtsi128_si32(s4);
+}
 
 void akv_quantize_q16(const float *x, int64_t cols, int16_t *xq, float *xd, float *xsum) {
-    const __m256 sign_mask = _mm256_set1_ps(-0.0f);
     for (int64_t b = 0; b < cols / 32; b++) {
-        const float *xb = x + b * 32;
-        __m256 v[4], amax = _mm256_setzero_ps();
-        for (int i = 0; i < 4; i++) {
-            v[i] = _mm256_loadu_ps(xb + 8 * i);
-            amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign_mask, v[i]));
-        }
-        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
-        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-        const float m = _mm_cvtss_f32(m4);
-        const float d = m / 32767.0f, id = m > 0 ? 32767.0f / m : 0.0f;
-        const __m256 vid = _mm256_set1_ps(id);
         __m256i q[4];
-        for (int i = 0; i < 4; i++) q[i] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v[i], vid), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-        __m256i s = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
-        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
-        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4E));
-        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xB1));
+        float d;
+        const int32_t sum = round_block(x + b * 32, 32767.0f, q, &d);
         // packs works per 128-bit lane; the permute restores element order.
         __m256i p01 = _mm256_permute4x64_epi64(_mm256_packs_epi32(q[0], q[1]), 0xD8);
         __m256i p23 = _mm256_permute4x64_epi64(_mm256_packs_epi32(q[2], q[3]), 0xD8);
         _mm256_storeu_si256((__m256i *)(xq + b * 32), p01);
         _mm256_storeu_si256((__m256i *)(xq + b * 32 + 16), p23);
         xd[b] = d;
-        xsum[b] = d * (float)_mm_cvtsi128_si32(s4);
+        xsum[b] = d * (float)sum;
+    }
+}
+
+void akv_quantize_q8(const float *x, int64_t cols, int8_t *xq, float *xd, float *xsum) {
+    for (int64_t b = 0; b < cols / 32; b++) {
+        __m256i q[4];
+        float d;
+        const int32_t sum = round_block(x + b * 32, 127.0f, q, &d);
+        // packs works per 128-bit lane: int32 -> int16 -> int8, then one permute restores order.
+        const __m256i p16a = _mm256_packs_epi32(q[0], q[1]), p16b = _mm256_packs_epi32(q[2], q[3]);
+        const __m256i p8 = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(p16a, p16b), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)(xq + b * 32), p8);
+        xd[b] = d;
+        xsum[b] = d * (float)sum;
     }
 }
 

@@ -31,6 +31,9 @@ int akv_gemv_quant(uint32_t ggml_type, const void *w, int64_t row_bytes, const f
 /// Quantizes x (cols, a multiple of 32) to int16 blocks of 32 for the integer mat-vec below:
 /// xq = round(x / d) with d = max|x| / 32767 per block; xd[b] = d; xsum[b] = d * sum(xq in block).
 void akv_quantize_q16(const float *x, int64_t cols, int16_t *xq, float *xd, float *xsum);
+/// The same to int8 blocks (the opt-in int8 decode path, akv_q4x8_i8.h): xq in [-127, 127] with
+/// d = max|x| / 127 per block.
+void akv_quantize_q8(const float *x, int64_t cols, int8_t *xq, float *xd, float *xsum);
 
 /// Integer-dot variant of akv_gemv_quant on activations quantized by akv_quantize_q16:
 /// about 2x fewer instructions per weight, same type support and return values.

@@ -9,9 +9,7 @@
 #pragma once
 #include <stdint.h>
 
-/// Quantizes x (cols, a multiple of 32) to int8 blocks of 32: xq = round(x / d) in [-127, 127]
-/// with d = max|x| / 127 per block; xd[b] = d; xsum[b] = d * sum(xq in block).
-void akv_quantize_q8(const float *x, int64_t cols, int8_t *xq, float *xd, float *xsum);
+// Activations: akv_quantize_q8 (akv_kernels.h).
 
 /// Bytes of a [rows, cols] Q4_1 matrix interleaved for int8 activations (rows % 8, cols % 32 == 0).
 int64_t akv_q4x8_i8_packed_bytes(int64_t rows, int64_t cols);
