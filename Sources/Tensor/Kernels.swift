@@ -6,6 +6,9 @@ import Glibc
 
 /// Swift faces of the C kernels, with shape comments. All pointers are row-major float32.
 public enum Kernels {
+    /// An environment variable's value (the kernel switches below are read once, at first use).
+    static func environment(_ name: String) -> String? { getenv(name).map { String(cString: $0) } }
+
     /// out[rows, n] = rmsnorm(x[rows, n]) * w[n]
     public static func rmsNorm(_ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, rows: Int, n: Int, eps: Float) {
         akv_rmsnorm_rows(x, weight, out, Int64(rows), Int64(n), eps)
@@ -19,19 +22,13 @@ public enum Kernels {
     /// Decode mat-vecs quantize the activation to int16 blocks and use integer dot products
     /// (~2x faster than fp32 activations, logits within ~1e-3 of them). ANCHORKV_EXACT_DECODE=1
     /// keeps fp32 activations.
-    public static let integerDecode: Bool = {
-        guard let v = getenv("ANCHORKV_EXACT_DECODE") else { return true }
-        return String(cString: v) != "1"
-    }()
+    public static let integerDecode = environment("ANCHORKV_EXACT_DECODE") != "1"
 
     /// Whether prefill products (several rows at once) can run in BF16 with vdpbf16ps: the CPU
     /// has AVX512_BF16 (checked at run time) and ANCHORKV_BF16 is not 0. Weights are packed for
     /// it at load when so: 2-4x the fp32 sgemm rate on AMD Zen 4, results within bf16's 8-bit
     /// mantissa of fp32. Elsewhere prefill is fp32 sgemm.
-    public static let bf16Available: Bool = {
-        if let v = getenv("ANCHORKV_BF16"), String(cString: v) == "0" { return false }
-        return akv_bf16_supported() != 0
-    }()
+    public static let bf16Available = environment("ANCHORKV_BF16") != "0" && akv_bf16_supported() != 0
 
     private static let bf16Switch = Atomic<Bool>(bf16Available)
     /// The default of every forward pass: BF16 prefill where available. Set to false to get the
@@ -100,18 +97,12 @@ public enum Kernels {
     /// Whether Q4_1 and Q8_0 weights are interleaved 8 rows at a time for decode (akv_q4x8.h;
     /// ~90 MB more for SmolLM2). ANCHORKV_INTERLEAVED=0 keeps the row-at-a-time kernels (for
     /// benchmark comparisons).
-    public static let interleavedDecode: Bool = {
-        guard let v = getenv("ANCHORKV_INTERLEAVED") else { return true }
-        return String(cString: v) != "0"
-    }()
+    public static let interleavedDecode = environment("ANCHORKV_INTERLEAVED") != "0"
 
     /// Whether the interleaved Q4_1 decode kernels use vpdpwssd (AVX512_VNNI with AVX512VL,
     /// checked at run time; ANCHORKV_VNNI=0 turns it off). Either way the integers, and so the
     /// results, are the same; VNNI only takes fewer instructions.
-    public static let vnniAvailable: Bool = {
-        if let v = getenv("ANCHORKV_VNNI"), String(cString: v) == "0" { return false }
-        return akv_q4x8_vnni_supported() != 0
-    }()
+    public static let vnniAvailable = environment("ANCHORKV_VNNI") != "0" && akv_q4x8_vnni_supported() != 0
 
     /// Whether decode products over Q4_1 weights take int8 activations (akv_q4x8_i8.h, llama.cpp's
     /// Q4_1 x Q8_1 arithmetic: twice the multiply-adds per instruction of the int16 kernels on
@@ -122,10 +113,7 @@ public enum Kernels {
         get { int8Switch.load(ordering: .relaxed) }
         set { int8Switch.store(newValue, ordering: .relaxed) }
     }
-    private static let int8Switch = Atomic<Bool>({
-        guard let v = getenv("ANCHORKV_DECODE_INT8") else { return false }
-        return String(cString: v) == "1"
-    }())
+    private static let int8Switch = Atomic<Bool>(environment("ANCHORKV_DECODE_INT8") == "1")
 
     /// Quantized weights interleaved 8 rows at a time for the decode kernels (akv_q4x8.h;
     /// Q4_1 for int8 activations: akv_q4x8_i8.h).
