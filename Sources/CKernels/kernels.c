@@ -216,30 +216,74 @@ void akv_gemv_f32_rows(const float *w, int64_t ld, const float *x, float *y, int
     }
 }
 
+// One key's score: the same fma chain and horizontal sum for every key, so grouping keys (below)
+// changes no bit of any score.
+static inline __attribute__((always_inline)) float key_dot(const float *qr, const float *kj, int64_t head_dim) {
+    __m256 acc = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= head_dim; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(qr + i), _mm256_loadu_ps(kj + i), acc);
+    float s = hsum256(acc);
+    for (; i < head_dim; i++) s += qr[i] * kj[i];
+    return s;
+}
+
 void akv_attention_head_rows(const float *q, int64_t ldq, const float *k, const float *v, int64_t ldkv,
                              float *out, int64_t ldo, int64_t head_dim, const int64_t *visible,
                              int64_t row_begin, int64_t row_end, float scale, float *scratch) {
     for (int64_t r = row_begin; r < row_end; r++) {
         const float *qr = q + r * ldq;
         int64_t n = visible[r];
-        for (int64_t j = 0; j < n; j++) {
-            const float *kj = k + j * ldkv;
-            __m256 acc = _mm256_setzero_ps();
-            int64_t i = 0;
-            for (; i + 8 <= head_dim; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(qr + i), _mm256_loadu_ps(kj + i), acc);
-            float s = hsum256(acc);
-            for (; i < head_dim; i++) s += qr[i] * kj[i];
-            scratch[j] = s * scale;
+        int64_t j = 0;
+        if (head_dim == 64) {
+            // Four keys at a time: four independent fma chains instead of one chain's latency per key.
+            const __m256 q0 = _mm256_loadu_ps(qr), q1 = _mm256_loadu_ps(qr + 8), q2 = _mm256_loadu_ps(qr + 16),
+                         q3 = _mm256_loadu_ps(qr + 24), q4 = _mm256_loadu_ps(qr + 32), q5 = _mm256_loadu_ps(qr + 40),
+                         q6 = _mm256_loadu_ps(qr + 48), q7 = _mm256_loadu_ps(qr + 56);
+            for (; j + 4 <= n; j += 4) {
+                __m256 a[4];
+                for (int t = 0; t < 4; t++) {
+                    const float *kj = k + (j + t) * ldkv;
+                    __m256 acc = _mm256_fmadd_ps(q0, _mm256_loadu_ps(kj), _mm256_setzero_ps());
+                    acc = _mm256_fmadd_ps(q1, _mm256_loadu_ps(kj + 8), acc);
+                    acc = _mm256_fmadd_ps(q2, _mm256_loadu_ps(kj + 16), acc);
+                    acc = _mm256_fmadd_ps(q3, _mm256_loadu_ps(kj + 24), acc);
+                    acc = _mm256_fmadd_ps(q4, _mm256_loadu_ps(kj + 32), acc);
+                    acc = _mm256_fmadd_ps(q5, _mm256_loadu_ps(kj + 40), acc);
+                    acc = _mm256_fmadd_ps(q6, _mm256_loadu_ps(kj + 48), acc);
+                    a[t] = _mm256_fmadd_ps(q7, _mm256_loadu_ps(kj + 56), acc);
+                }
+                for (int t = 0; t < 4; t++) scratch[j + t] = hsum256(a[t]) * scale;
+            }
         }
+        for (; j < n; j++) scratch[j] = key_dot(qr, k + j * ldkv, head_dim) * scale;
         akv_softmax_prefix(scratch, n, n);
         float *o = out + r * ldo;
+        if (head_dim == 64) {
+            // The output row stays in registers over all keys (same order of fmas per lane).
+            __m256 o0 = _mm256_setzero_ps(), o1 = o0, o2 = o0, o3 = o0, o4 = o0, o5 = o0, o6 = o0, o7 = o0;
+            for (int64_t jj = 0; jj < n; jj++) {
+                const float *vj = v + jj * ldkv;
+                const __m256 p = _mm256_set1_ps(scratch[jj]);
+                o0 = _mm256_fmadd_ps(p, _mm256_loadu_ps(vj), o0);
+                o1 = _mm256_fmadd_ps(p, _mm256_loadu_ps(vj + 8), o1);
+                o2 = _mm256_fmadd_ps(p, _mm256_loadu_ps(vj + 16), o2);
+                o3 = _mm256_fmadd_ps(p, _mm256_loadu_ps(vj + 24), o3);
+                o4 = _mm256_fmadd_ps(p, _mm256_loadu_ps(vj + 32), o4);
+                o5 = _mm256_fmadd_ps(p, _mm256_loadu_ps(vj + 40), o5);
+                o6 = _mm256_fmadd_ps(p, _mm256_loadu_ps(vj + 48), o6);
+                o7 = _mm256_fmadd_ps(p, _mm256_loadu_ps(vj + 56), o7);
+            }
+            _mm256_storeu_ps(o, o0); _mm256_storeu_ps(o + 8, o1); _mm256_storeu_ps(o + 16, o2); _mm256_storeu_ps(o + 24, o3);
+            _mm256_storeu_ps(o + 32, o4); _mm256_storeu_ps(o + 40, o5); _mm256_storeu_ps(o + 48, o6); _mm256_storeu_ps(o + 56, o7);
+            continue;
+        }
         for (int64_t i = 0; i < head_dim; i++) o[i] = 0.0f;
-        for (int64_t j = 0; j < n; j++) {
-            const float *vj = v + j * ldkv;
-            __m256 p = _mm256_set1_ps(scratch[j]);
+        for (int64_t jj = 0; jj < n; jj++) {
+            const float *vj = v + jj * ldkv;
+            __m256 p = _mm256_set1_ps(scratch[jj]);
             int64_t i = 0;
             for (; i + 8 <= head_dim; i += 8) _mm256_storeu_ps(o + i, _mm256_fmadd_ps(p, _mm256_loadu_ps(vj + i), _mm256_loadu_ps(o + i)));
-            for (; i < head_dim; i++) o[i] += scratch[j] * vj[i];
+            for (; i < head_dim; i++) o[i] += scratch[jj] * vj[i];
         }
     }
 }

@@ -266,6 +266,32 @@ public final class InferenceSession {
 // MARK: batched decode
 
 extension InferenceSession {
+    /// Attention of one new row per session (row i of q and out belongs to sessions[i], which sees
+    /// its first visible[i] cache rows): every (session, head) pair in one pool dispatch, not one
+    /// dispatch of 9 heads per session. Each pair runs the kernel `attention` runs for a single
+    /// row, so the values are the same.
+    static func attentionOneRowEach(_ sessions: [InferenceSession], layer l: Int, q: UnsafeMutablePointer<Float>,
+                                    visible: [Int64], out: UnsafeMutablePointer<Float>) {
+        let c = sessions[0].model.config
+        let hd = c.headDim, qd = c.qDim, kvd = c.kvDim, heads = c.headCount
+        let group = heads / c.kvHeadCount
+        let scale = 1 / Float(hd).squareRoot()
+        let caches = sessions.map { (keys: $0.cache.keys(layer: l), values: $0.cache.values(layer: l)) }
+        let maxVisible = Int(visible.max() ?? 0)
+        visible.withUnsafeBufferPointer { vis in
+            Parallel.forRanges(sessions.count * heads) { items in
+                let scratch = FloatBuffer(count: maxVisible, zeroed: false)
+                for item in items {
+                    let i = item / heads, hh = item % heads, g = hh / group
+                    akv_attention_head_rows(q + i * qd + hh * hd, Int64(qd), caches[i].keys + g * hd, caches[i].values + g * hd, Int64(kvd),
+                                            out + i * qd + hh * hd, Int64(qd), Int64(hd), vis.baseAddress! + i, 0, 1, scale, scratch.pointer)
+                }
+            }
+        }
+    }
+}
+
+extension InferenceSession {
     /// One decode step of several sequences at once (continuous batching): `tokens[i]` is the
     /// next token of `sessions[i]`, at that session's next position. Each weight matrix is read
     /// once for all rows (`Linear.applyIndependentRows`); attention runs per session against its
@@ -309,9 +335,7 @@ extension InferenceSession {
             }
             lw.q.applyIndependentRows(h, rows: B, out: q)
             model.rope.apply(q, rows: B, ld: qd, heads: c.headCount, cos: cos.pointer, sin: sin.pointer)
-            for (i, s) in sessions.enumerated() {
-                s.attention(layer: l, q: q + i * qd, rows: 1, visible: [Int64(P[i] + 1)], out: attn + i * qd)
-            }
+            attentionOneRowEach(sessions, layer: l, q: q, visible: P.map { Int64($0 + 1) }, out: attn)
             lw.o.applyIndependentRows(attn, rows: B, out: x, accumulate: true)
             Kernels.rmsNorm(x, weight: lw.ffnNorm.pointer, out: h, rows: B, n: H, eps: c.rmsNormEps)
             lw.gate.applyIndependentRows(h, rows: B, out: G.pointer)
@@ -410,9 +434,7 @@ extension InferenceSession {
                     (q + i * qd).update(from: q + r * qd, count: qd)
                 }
                 rows = S
-                for (i, s) in sessions.enumerated() {
-                    s.attention(layer: l, q: q + i * qd, rows: 1, visible: [Int64(P[i] + lengths[i])], out: attn + i * qd)
-                }
+                attentionOneRowEach(sessions, layer: l, q: q, visible: (0..<S).map { Int64(P[$0] + lengths[$0]) }, out: attn)
             } else {
                 for (i, s) in sessions.enumerated() {
                     let visible = (0..<lengths[i]).map { Int64(P[i] + $0 + 1) }
