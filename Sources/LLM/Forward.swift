@@ -373,6 +373,20 @@ extension InferenceSession {
         if sessions.count == 1 || blocks.contains(where: { $0.tokens.count < 2 }) {
             return try zip(sessions, blocks).map { try $0.forward($1.tokens, options: $1.options).logits }
         }
+        // `forward` multiplies a short block with the row kernel, a longer one with sgemm: the
+        // short blocks go together through the row kernel and the long ones through sgemm, so each
+        // block gets the kernel (and the values) its own forward pass would.
+        let short = blocks.map { Linear.isShortBlock(rows: $0.tokens.count) }
+        if short.contains(true) && short.contains(false) {
+            var logits = [[Float]](repeating: [], count: sessions.count)
+            for kind in [true, false] {
+                let members = sessions.indices.filter { short[$0] == kind }
+                let part = try prefill(members.map { sessions[$0] }, blocks: members.map { blocks[$0] })
+                for (i, l) in zip(members, part) { logits[i] = l }
+            }
+            return logits
+        }
+        let shortBlock = short[0]
         let model = sessions[0].model
         guard sessions.allSatisfy({ $0.model === model }) else { throw LLMError.invalidInput("a batched prefill needs sessions of one model") }
         let c = model.config, w = model.weights
@@ -417,14 +431,14 @@ extension InferenceSession {
             let lw = w.layers[l]
             let isLast = l == c.layerCount - 1
             Kernels.rmsNorm(x, weight: lw.attnNorm.pointer, out: h, rows: R, n: H, eps: c.rmsNormEps)
-            lw.k.apply(h, rows: R, out: Kb.pointer)
-            lw.v.apply(h, rows: R, out: Vb.pointer)
+            lw.k.apply(h, rows: R, out: Kb.pointer, shortBlock: shortBlock)
+            lw.v.apply(h, rows: R, out: Vb.pointer, shortBlock: shortBlock)
             model.rope.apply(Kb.pointer, rows: R, ld: kvd, heads: c.kvHeadCount, cos: cos.pointer, sin: sin.pointer)
             for (i, s) in sessions.enumerated() {
                 (s.cache.keys(layer: l) + P[i] * kvd).update(from: Kb.pointer + offsets[i] * kvd, count: lengths[i] * kvd)
                 (s.cache.values(layer: l) + P[i] * kvd).update(from: Vb.pointer + offsets[i] * kvd, count: lengths[i] * kvd)
             }
-            lw.q.apply(h, rows: R, out: q)
+            lw.q.apply(h, rows: R, out: q, shortBlock: shortBlock)
             model.rope.apply(q, rows: R, ld: qd, heads: c.headCount, cos: cos.pointer, sin: sin.pointer)
             var rows = R
             if isLast {
@@ -445,7 +459,7 @@ extension InferenceSession {
             // kernels (one row): `applyIndependentRows` gives each exactly that.
             func linear(_ layer: Linear, _ input: UnsafeMutablePointer<Float>, _ out: UnsafeMutablePointer<Float>, accumulate: Bool = false) {
                 if isLast { layer.applyIndependentRows(input, rows: rows, out: out, accumulate: accumulate) }
-                else { layer.apply(input, rows: rows, out: out, accumulate: accumulate) }
+                else { layer.apply(input, rows: rows, out: out, accumulate: accumulate, shortBlock: shortBlock) }
             }
             linear(lw.o, attn, x, accumulate: true)
             Kernels.rmsNorm(x, weight: lw.ffnNorm.pointer, out: h, rows: rows, n: H, eps: c.rmsNormEps)

@@ -34,22 +34,30 @@ final class BatchedDecodingTests: XCTestCase {
     }
 
     /// Blocks of several sessions in one batched prefill: each session's logits and cache are
-    /// bitwise what its own forward gives (blocks short and long enough for both attention paths,
-    /// a replaced embedding and explicit positions, caches of different lengths).
+    /// bitwise what its own forward gives (blocks short and long enough for both attention paths
+    /// and for both matrix kernels, the short-block one and sgemm, a replaced embedding and
+    /// explicit positions, caches of different lengths).
     func testABatchedPrefillGivesEachSessionTheLogitsItsOwnForwardGives() throws {
         let model = try DefaultModel.load()
         let H = model.config.hiddenSize
         let histories: [[Int32]] = [model.tokenizer.encode("The Danube rises in the Black Forest"), [],
                                     model.tokenizer.encode("John Smeaton built the third lighthouse"),
-                                    model.tokenizer.encode("Karl von Frisch decoded the waggle dance, which tells other bees where")]
-        let long = Array(model.tokenizer.encode(String(repeating: "Honey bees live in colonies with one queen. ", count: 4)).prefix(40))
+                                    model.tokenizer.encode("Karl von Frisch decoded the waggle dance, which tells other bees where"),
+                                    model.tokenizer.encode("Gutenberg printed"), []]
+        let bees = model.tokenizer.encode(String(repeating: "Honey bees live in colonies with one queen. ", count: 8))
+        // 40 rows: past the short-query attention path, still a short block for the matrix kernel;
+        // 60 and 52: long blocks (sgemm), which go through their own batched pass.
+        let (mid, long, longer) = (Array(bees.prefix(40)), Array(bees.prefix(60)), Array(bees.suffix(52)))
+        XCTAssertTrue(Linear.isShortBlock(rows: mid.count) && !Linear.isShortBlock(rows: long.count) && !Linear.isShortBlock(rows: longer.count))
         var replaced = ForwardOptions()
         replaced.embeddingReplacements = [(row: 0, vector: (0..<H).map { Float(($0 % 7) - 3) * 0.01 })]
         replaced.positions = (0..<5).map { 100 + Int32($0) }
         let blocks: [(tokens: [Int32], options: ForwardOptions)] = [
-            (model.tokenizer.encode("Where does it rise?"), ForwardOptions()), (long, ForwardOptions()),
-            ([1, 200, 3_000, 4, 5], replaced), (model.tokenizer.encode("How"), ForwardOptions()),
+            (model.tokenizer.encode("Where does it rise?"), ForwardOptions()), (mid, ForwardOptions()),
+            ([1, 200, 3_000, 4, 5], replaced), (model.tokenizer.encode("How far?"), ForwardOptions()),
+            (long, ForwardOptions()), (longer, ForwardOptions()),
         ]
+        XCTAssertTrue(blocks.allSatisfy { $0.tokens.count >= 2 }, "a one-row block would send every block through its own forward")
         func sessions() throws -> [InferenceSession] {
             try histories.map { h in
                 let s = model.makeSession(capacity: 256)

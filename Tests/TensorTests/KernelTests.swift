@@ -54,6 +54,34 @@ final class KernelTests: XCTestCase {
         XCTAssertEqual(alone, Array(out[9 * n..<10 * n]))
     }
 
+    /// The short-block fp32 kernel: against a double loop, over row and feature tails (every tile
+    /// shape), with a row stride wider than k; each row's values bitwise the same alone, in any
+    /// feature split and with accumulate (then added to what c held).
+    func testShortBlockRowsKernel() {
+        let rows = 11, k = 72, lda = 80, n = 17
+        let a = randoms(rows * lda), w = randoms(n * k, scale: 0.1)
+        var c = [Float](repeating: 0, count: rows * n)
+        XCTAssertEqual(akv_gemm_f32_rows(a, Int64(rows), Int64(lda), Int64(k), w, Int64(k), 0, Int64(n), &c, Int64(n), 0), 0)
+        let want = (0..<rows * n).map { e in (0..<k).reduce(0.0) { $0 + Double(a[e / n * lda + $1]) * Double(w[e % n * k + $1]) } }
+        assertClose(c, want, rel: 1e-5, abs: 1e-5, "f32 rows")
+        for r in [0, 5, 10] {
+            var alone = [Float](repeating: 0, count: n)
+            var split = [Float](repeating: 0, count: n)
+            a.withUnsafeBufferPointer { ap in
+                _ = akv_gemm_f32_rows(ap.baseAddress! + r * lda, 1, Int64(lda), Int64(k), w, Int64(k), 0, Int64(n), &alone, Int64(n), 0)
+                for (f0, f1) in [(0, 4), (4, 5), (5, 17)] {
+                    _ = akv_gemm_f32_rows(ap.baseAddress! + r * lda, 1, Int64(lda), Int64(k), w, Int64(k), Int64(f0), Int64(f1), &split, Int64(n), 0)
+                }
+            }
+            XCTAssertEqual(alone, Array(c[r * n..<(r + 1) * n]), "row \(r) alone")
+            XCTAssertEqual(split, alone, "row \(r) in feature parts")
+        }
+        var acc = [Float](repeating: 0.5, count: rows * n)
+        _ = akv_gemm_f32_rows(a, Int64(rows), Int64(lda), Int64(k), w, Int64(k), 0, Int64(n), &acc, Int64(n), 1)
+        XCTAssertEqual(acc, c.map { 0.5 + $0 })
+        XCTAssertEqual(akv_gemm_f32_rows(a, 1, Int64(lda), 12, w, 12, 0, 1, &acc, 1, 0), -1, "k must be a multiple of 8")
+    }
+
     func testRMSNorm() {
         let rows = 5, n = 576
         let x = randoms(rows * n, scale: 3), w = randoms(n)
