@@ -13,7 +13,8 @@
 // spinning until it wakes. Chunk boundaries depend on (n, parts) only, never on who ran what, so
 // results do not depend on scheduling.
 #define AKV_CHUNKS_PER_PART 4
-_Static_assert(AKV_MAX_THREADS < 256 && AKV_MAX_THREADS * AKV_CHUNKS_PER_PART < 4096, "the claim word holds parts in 8 bits, chunks in 12");
+#define AKV_MAX_CHUNKS_PER_PART 32  // long, even jobs ask for more (a shorter tail where one thread waits)
+_Static_assert(AKV_MAX_THREADS < 256 && AKV_MAX_THREADS * AKV_MAX_CHUNKS_PER_PART < 4096, "the claim word holds parts in 8 bits, chunks in 12");
 
 static struct {
     pthread_once_t once;
@@ -91,13 +92,19 @@ int akv_pool_threads(void) {
 }
 
 void akv_pool_run(int64_t n, int64_t parts, akv_range_fn fn, void *ctx) {
+    akv_pool_run_chunked(n, parts, AKV_CHUNKS_PER_PART, fn, ctx);
+}
+
+void akv_pool_run_chunked(int64_t n, int64_t parts, int64_t chunks_per_part, akv_range_fn fn, void *ctx) {
     const int threads = akv_pool_threads();
+    if (chunks_per_part < 1) chunks_per_part = 1;
+    if (chunks_per_part > AKV_MAX_CHUNKS_PER_PART) chunks_per_part = AKV_MAX_CHUNKS_PER_PART;
     if (parts > threads) parts = threads;
     if (parts <= 1 || n <= 1 || pthread_mutex_trylock(&pool.busy) != 0) {
         fn(ctx, 0, n, 0);
         return;
     }
-    int64_t chunks = parts * AKV_CHUNKS_PER_PART;
+    int64_t chunks = parts * chunks_per_part;
     if (chunks > n) chunks = n;
     pool.fn = fn;
     pool.ctx = ctx;

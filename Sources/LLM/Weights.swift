@@ -101,7 +101,9 @@ public final class Linear: Sendable {
         }
         let w = weight!.pointer
         if shortBlock ?? Self.isShortBlock(rows: rows), inFeatures % 8 == 0 {
-            Parallel.forRanges(outFeatures, minPerWorker: 48) { part in
+            // Finer chunks than the decode kernels' (whose jobs are short): a job here runs for
+            // milliseconds, and its last chunk is what the other thread waits for.
+            Parallel.forRanges(outFeatures, minPerWorker: 48, chunksPerWorker: 16) { part in
                 _ = akv_gemm_f32_rows(x, Int64(rows), Int64(inFeatures), Int64(inFeatures), w, Int64(inFeatures),
                                       Int64(part.lowerBound), Int64(part.upperBound), out, Int64(outFeatures), accumulate ? 1 : 0)
             }

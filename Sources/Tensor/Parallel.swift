@@ -13,13 +13,14 @@ public enum Parallel {
     /// Calls body with disjoint sub-ranges covering 0..<count on the CKernels spin pool (a few
     /// chunks per worker, taken by whichever thread is free). Small jobs, and calls made while
     /// another thread holds the pool, run inline.
-    public static func forRanges(_ count: Int, minPerWorker: Int = 1, _ body: (Range<Int>) -> Void) {
-        forRanges(count, minPerWorker: minPerWorker) { range, _ in body(range) }
+    public static func forRanges(_ count: Int, minPerWorker: Int = 1, chunksPerWorker: Int = 4, _ body: (Range<Int>) -> Void) {
+        forRanges(count, minPerWorker: minPerWorker, chunksPerWorker: chunksPerWorker) { range, _ in body(range) }
     }
 
     /// The same, telling the body which thread runs each range (0..<workers): a body may index
     /// per-thread scratch with it, since one thread runs one range at a time.
-    public static func forRanges(_ count: Int, minPerWorker: Int = 1, _ body: (Range<Int>, Int) -> Void) {
+    /// `chunksPerWorker`: how finely the pool cuts the work (see akv_pool_run_chunked).
+    public static func forRanges(_ count: Int, minPerWorker: Int = 1, chunksPerWorker: Int = 4, _ body: (Range<Int>, Int) -> Void) {
         let n = min(workers, max(1, count / max(minPerWorker, 1)))
         if n <= 1 { body(0..<count, 0); return }
         startPool
@@ -27,7 +28,7 @@ public enum Parallel {
         withoutActuallyEscaping(body) { body in
             var job = body
             withUnsafeMutablePointer(to: &job) { ctx in
-                akv_pool_run(Int64(count), Int64(n), { ctx, lo, hi, slot in
+                akv_pool_run_chunked(Int64(count), Int64(n), Int64(chunksPerWorker), { ctx, lo, hi, slot in
                     ctx!.assumingMemoryBound(to: ((Range<Int>, Int) -> Void).self).pointee(Int(lo)..<Int(hi), Int(slot))
                 }, ctx)
             }

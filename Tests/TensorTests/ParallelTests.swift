@@ -7,7 +7,7 @@ import XCTest
 /// scheduling), also while other threads keep the cores busy.
 final class ParallelTests: XCTestCase {
     /// Runs one job and returns its ranges (sorted) after checking coverage and slots.
-    private func runJob(count: Int, minPerWorker: Int) -> [Range<Int>] {
+    private func runJob(count: Int, minPerWorker: Int, chunksPerWorker: Int = 4) -> [Range<Int>] {
         let workers = Parallel.workers
         // A job small for its minimum runs on fewer threads: only those slots may appear.
         let threads = min(workers, max(1, count / minPerWorker))
@@ -20,7 +20,7 @@ final class ParallelTests: XCTestCase {
         let lock = NSLock()
         var ranges: [Range<Int>] = []
         var clash = false, badSlot = false
-        Parallel.forRanges(count, minPerWorker: minPerWorker) { range, slot in
+        Parallel.forRanges(count, minPerWorker: minPerWorker, chunksPerWorker: chunksPerWorker) { range, slot in
             guard slot >= 0 && slot < threads else { lock.lock(); badSlot = true; lock.unlock(); return }
             lock.lock()
             if busy[slot] != 0 { clash = true }
@@ -45,6 +45,17 @@ final class ParallelTests: XCTestCase {
             XCTAssertEqual(first.first?.lowerBound, 0)
             XCTAssertEqual(first.last?.upperBound, count)
             for _ in 0..<5 { XCTAssertEqual(runJob(count: count, minPerWorker: minPerWorker), first, "count \(count)") }
+        }
+    }
+
+    /// Finer chunks (the short-block matrix kernel asks for 16 a worker), and requests outside
+    /// 1...32 clamped: still each index once, the same ranges every time, as many as asked.
+    func testChunksPerWorker() {
+        let threads = min(Parallel.workers, 1536 / 48)
+        for (chunks, expected) in [(16, 16), (1, 1), (0, 1), (1_000, 32)] {
+            let first = runJob(count: 1536, minPerWorker: 48, chunksPerWorker: chunks)
+            if threads > 1 { XCTAssertEqual(first.count, threads * expected, "\(chunks) chunks a worker") }
+            XCTAssertEqual(runJob(count: 1536, minPerWorker: 48, chunksPerWorker: chunks), first)
         }
     }
 

@@ -16,3 +16,6 @@ int akv_pool_threads(void);
 /// included), so a thread the OS has not scheduled holds nothing up. The chunk boundaries depend
 /// on n and parts only. If another thread is using the pool, runs everything inline on the caller.
 void akv_pool_run(int64_t n, int64_t parts, akv_range_fn fn, void *ctx);
+/// The same with `chunks_per_part` chunks per part (1...32; akv_pool_run takes 4): more for long
+/// jobs of even work, where the last chunk's wait is what they lose.
+void akv_pool_run_chunked(int64_t n, int64_t parts, int64_t chunks_per_part, akv_range_fn fn, void *ctx);
