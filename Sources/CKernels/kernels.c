@@ -235,22 +235,16 @@ void akv_attention_head_rows(const float *q, int64_t ldq, const float *k, const 
         int64_t n = visible[r];
         int64_t j = 0;
         if (head_dim == 64) {
-            // Four keys at a time: four independent fma chains instead of one chain's latency per key.
-            const __m256 q0 = _mm256_loadu_ps(qr), q1 = _mm256_loadu_ps(qr + 8), q2 = _mm256_loadu_ps(qr + 16),
-                         q3 = _mm256_loadu_ps(qr + 24), q4 = _mm256_loadu_ps(qr + 32), q5 = _mm256_loadu_ps(qr + 40),
-                         q6 = _mm256_loadu_ps(qr + 48), q7 = _mm256_loadu_ps(qr + 56);
+            // Four keys at a time: four independent fma chains instead of one chain's latency per
+            // key (each chain the fmas of key_dot, in its order).
+            __m256 qv[8];
+            for (int i = 0; i < 8; i++) qv[i] = _mm256_loadu_ps(qr + 8 * i);
             for (; j + 4 <= n; j += 4) {
                 __m256 a[4];
                 for (int t = 0; t < 4; t++) {
                     const float *kj = k + (j + t) * ldkv;
-                    __m256 acc = _mm256_fmadd_ps(q0, _mm256_loadu_ps(kj), _mm256_setzero_ps());
-                    acc = _mm256_fmadd_ps(q1, _mm256_loadu_ps(kj + 8), acc);
-                    acc = _mm256_fmadd_ps(q2, _mm256_loadu_ps(kj + 16), acc);
-                    acc = _mm256_fmadd_ps(q3, _mm256_loadu_ps(kj + 24), acc);
-                    acc = _mm256_fmadd_ps(q4, _mm256_loadu_ps(kj + 32), acc);
-                    acc = _mm256_fmadd_ps(q5, _mm256_loadu_ps(kj + 40), acc);
-                    acc = _mm256_fmadd_ps(q6, _mm256_loadu_ps(kj + 48), acc);
-                    a[t] = _mm256_fmadd_ps(q7, _mm256_loadu_ps(kj + 56), acc);
+                    a[t] = _mm256_setzero_ps();
+                    for (int i = 0; i < 8; i++) a[t] = _mm256_fmadd_ps(qv[i], _mm256_loadu_ps(kj + 8 * i), a[t]);
                 }
                 for (int t = 0; t < 4; t++) scratch[j + t] = hsum256(a[t]) * scale;
             }
@@ -260,21 +254,14 @@ void akv_attention_head_rows(const float *q, int64_t ldq, const float *k, const 
         float *o = out + r * ldo;
         if (head_dim == 64) {
             // The output row stays in registers over all keys (same order of fmas per lane).
-            __m256 o0 = _mm256_setzero_ps(), o1 = o0, o2 = o0, o3 = o0, o4 = o0, o5 = o0, o6 = o0, o7 = o0;
+            __m256 ov[8];
+            for (int i = 0; i < 8; i++) ov[i] = _mm256_setzero_ps();
             for (int64_t jj = 0; jj < n; jj++) {
                 const float *vj = v + jj * ldkv;
                 const __m256 p = _mm256_set1_ps(scratch[jj]);
-                o0 = _mm256_fmadd_ps(p, _mm256_loadu_ps(vj), o0);
-                o1 = _mm256_fmadd_ps(p, _mm256_loadu_ps(vj + 8), o1);
-                o2 = _mm256_fmadd_ps(p, _mm256_loadu_ps(vj + 16), o2);
-                o3 = _mm256_fmadd_ps(p, _mm256_loadu_ps(vj + 24), o3);
-                o4 = _mm256_fmadd_ps(p, _mm256_loadu_ps(vj + 32), o4);
-                o5 = _mm256_fmadd_ps(p, _mm256_loadu_ps(vj + 40), o5);
-                o6 = _mm256_fmadd_ps(p, _mm256_loadu_ps(vj + 48), o6);
-                o7 = _mm256_fmadd_ps(p, _mm256_loadu_ps(vj + 56), o7);
+                for (int i = 0; i < 8; i++) ov[i] = _mm256_fmadd_ps(p, _mm256_loadu_ps(vj + 8 * i), ov[i]);
             }
-            _mm256_storeu_ps(o, o0); _mm256_storeu_ps(o + 8, o1); _mm256_storeu_ps(o + 16, o2); _mm256_storeu_ps(o + 24, o3);
-            _mm256_storeu_ps(o + 32, o4); _mm256_storeu_ps(o + 40, o5); _mm256_storeu_ps(o + 48, o6); _mm256_storeu_ps(o + 56, o7);
+            for (int i = 0; i < 8; i++) _mm256_storeu_ps(o + 8 * i, ov[i]);
             continue;
         }
         for (int64_t i = 0; i < head_dim; i++) o[i] = 0.0f;
