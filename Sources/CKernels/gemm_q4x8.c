@@ -32,7 +32,10 @@ static void q4_1_group_block(const void *q4_1, int64_t row_bytes, int64_t g, int
     }
 }
 
-int akv_q4x8_pack(const void *q4_1, int64_t row_bytes, int64_t rows, int64_t cols, void *packed) {
+// Both Q4_1 layouts: per 8-row group and block, the scales and mins, then `nibbles` lays the
+// 8 x 32 unpacked weights into the block's last 128 bytes.
+static int pack_q4_1(const void *q4_1, int64_t row_bytes, int64_t rows, int64_t cols, void *packed,
+                     void (*nibbles)(const uint8_t q[ROWS][32], uint8_t *dst)) {
     if (rows % ROWS != 0 || cols % 32 != 0 || row_bytes < cols / 32 * 20) return -1;
     const int64_t nb = cols / 32;
     for (int64_t g = 0; g < rows / ROWS; g++)
@@ -40,34 +43,37 @@ int akv_q4x8_pack(const void *q4_1, int64_t row_bytes, int64_t rows, int64_t col
             uint8_t *dst = (uint8_t *)packed + (g * nb + b) * Q4_BYTES;
             uint8_t q[ROWS][32];
             q4_1_group_block(q4_1, row_bytes, g, b, dst, q);
-            // Vector j, 16-bit lane L holds four nibbles: nibble t is pair vector 4j+t's lane L,
-            // i.e. row L/2, column 2(4j+t) + L%2.
-            for (int j = 0; j < 4; j++)
-                for (int L = 0; L < 16; L++) {
-                    uint16_t v = 0;
-                    for (int t = 0; t < 4; t++) v |= (uint16_t)(q[L / 2][2 * (4 * j + t) + (L & 1)] << (4 * t));
-                    memcpy(dst + 32 + 32 * j + 2 * L, &v, 2);
-                }
+            nibbles(q, dst + 32);
         }
     return 0;
+}
+
+// int16 layout: vector j, 16-bit lane L holds four nibbles: nibble t is pair vector 4j+t's lane
+// L, i.e. row L/2, column 2(4j+t) + L%2.
+static void q16_nibbles(const uint8_t q[ROWS][32], uint8_t *dst) {
+    for (int j = 0; j < 4; j++)
+        for (int L = 0; L < 16; L++) {
+            uint16_t v = 0;
+            for (int t = 0; t < 4; t++) v |= (uint16_t)(q[L / 2][2 * (4 * j + t) + (L & 1)] << (4 * t));
+            memcpy(dst + 32 * j + 2 * L, &v, 2);
+        }
+}
+
+// int8 layout: word j, byte lane 4r+e: row r's column 8j+e (low nibble) and 8j+4+e (high nibble).
+static void q8_nibbles(const uint8_t q[ROWS][32], uint8_t *dst) {
+    for (int j = 0; j < 4; j++)
+        for (int r = 0; r < ROWS; r++)
+            for (int e = 0; e < 4; e++) dst[32 * j + 4 * r + e] = (uint8_t)(q[r][8 * j + e] | (q[r][8 * j + 4 + e] << 4));
+}
+
+int akv_q4x8_pack(const void *q4_1, int64_t row_bytes, int64_t rows, int64_t cols, void *packed) {
+    return pack_q4_1(q4_1, row_bytes, rows, cols, packed, q16_nibbles);
 }
 
 int64_t akv_q4x8_i8_packed_bytes(int64_t rows, int64_t cols) { return akv_q4x8_packed_bytes(rows, cols); }
 
 int akv_q4x8_i8_pack(const void *q4_1, int64_t row_bytes, int64_t rows, int64_t cols, void *packed) {
-    if (rows % ROWS != 0 || cols % 32 != 0 || row_bytes < cols / 32 * 20) return -1;
-    const int64_t nb = cols / 32;
-    for (int64_t g = 0; g < rows / ROWS; g++)
-        for (int64_t b = 0; b < nb; b++) {
-            uint8_t *dst = (uint8_t *)packed + (g * nb + b) * Q4_BYTES;
-            uint8_t q[ROWS][32];
-            q4_1_group_block(q4_1, row_bytes, g, b, dst, q);
-            // Word j, byte lane 4r+e: row r's column 8j+e (low nibble) and 8j+4+e (high nibble).
-            for (int j = 0; j < 4; j++)
-                for (int r = 0; r < ROWS; r++)
-                    for (int e = 0; e < 4; e++) dst[32 + 32 * j + 4 * r + e] = (uint8_t)(q[r][8 * j + e] | (q[r][8 * j + 4 + e] << 4));
-        }
-    return 0;
+    return pack_q4_1(q4_1, row_bytes, rows, cols, packed, q8_nibbles);
 }
 
 static inline __attribute__((always_inline)) __m256i pair_dot_avx2(__m256i acc, __m256i w, __m256i x) {
